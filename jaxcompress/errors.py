@@ -11,26 +11,26 @@ from __future__ import annotations
 
 
 class UserError(Exception):
-  """An error caused by the user's input, reported as one clear line."""
+    """An error caused by the user's input, reported as one clear line."""
 
-  exit_code: int = 2
+    exit_code: int = 2
 
 
 class ConfigError(UserError):
-  """A config key, type or value that is not allowed."""
+    """A config key, type or value that is not allowed."""
 
 
 class MeshError(UserError):
-  """A device mesh that cannot be built on the devices present."""
+    """A device mesh that cannot be built on the devices present."""
 
 
 class DataError(UserError):
-  """A dataset that is unknown, missing or unreadable."""
+    """A dataset that is unknown, missing or unreadable."""
 
 
 class CheckpointError(UserError):
-  """A checkpoint directory with nothing usable in it."""
+    """A checkpoint directory with nothing usable in it."""
 
 
 class WorkdirError(UserError):
-  """A work or output directory that cannot be used."""
+    """A work or output directory that cannot be used."""
