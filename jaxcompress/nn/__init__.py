@@ -1,0 +1,5 @@
+"""Flax Linen models whose parameters and activations carry logical axis names."""
+
+from jaxcompress.nn.mlp import MLPClassifier
+
+__all__ = ["MLPClassifier"]
