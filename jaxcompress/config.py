@@ -155,7 +155,8 @@ def register_preset(name: str) -> Callable[[Callable[[], Config]], Callable[[], 
 @register_preset("digits-mlp")
 def _digits_mlp() -> Config:
     """MLP on the embedded handwritten digits: about 30 s on 2 CPU cores."""
-    return Config(name="digits-mlp", steps=600, eval_every=200, checkpoint_every=200)
+    return Config(name="digits-mlp", optim=OptimConfig(learning_rate=3e-3),
+                  steps=600, eval_every=200, checkpoint_every=200)
 
 
 @register_preset("digits-mlp-tiny")
@@ -163,6 +164,7 @@ def _digits_mlp_tiny() -> Config:
     """A few seconds: the preset tests and smoke runs use."""
     return Config(name="digits-mlp-tiny", model=MLPConfig(hidden_sizes=(32, 32), dropout=0.0),
                   data=DataConfig(batch_size=32, eval_batch_size=128),
+                  optim=OptimConfig(learning_rate=1e-2),
                   steps=40, eval_every=20, checkpoint_every=20, log_every=5)
 
 

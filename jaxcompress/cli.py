@@ -1,0 +1,166 @@
+"""The ``jaxcompress`` command: parse, validate, call. No logic of its own.
+
+Every user mistake ends as one ``error: ...`` line on stderr and exit code 2;
+an interrupted run (SIGTERM/SIGINT) saves its checkpoint and exits with
+128 + the signal number, as shells expect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import Sequence
+
+from jaxcompress import __version__
+from jaxcompress.errors import UserError
+
+
+def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("multi-host (see BUILD_NOTES.md)")
+    group.add_argument("--distributed", default="auto", choices=("auto", "on", "off"),
+                       help="auto: join other processes when flags or the environment say so (default)")
+    group.add_argument("--coordinator-address", help="HOST:PORT of process 0 "
+                       "(or $JAXCOMPRESS_COORDINATOR_ADDRESS / $JAX_COORDINATOR_ADDRESS)")
+    group.add_argument("--num-processes", type=int, help="number of processes (or $JAXCOMPRESS_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, help="this process's index (or $JAXCOMPRESS_PROCESS_ID)")
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+    from jaxcompress.train import distributed
+
+    distributed.initialize(distributed.resolve(args.distributed, args.coordinator_address,
+                                               args.num_processes, args.process_id))
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxcompress",
+        description="Self-supervised pretraining and model compression in JAX/Flax.")
+    parser.add_argument("--version", action="version", version=f"jaxcompress {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="the main job on the embedded default data")
+    demo.add_argument("--out", default="jaxcompress-demo", help="output directory (default: %(default)s)")
+    demo.add_argument("--quick", action="store_true", help="a smaller run for a first look")
+    demo.add_argument("--quiet", action="store_true", help="no progress output")
+
+    train = sub.add_parser("train", help="train a preset or a Python config file")
+    train.add_argument("config", nargs="?", help="preset name or path to a .py file with get_config()")
+    train.add_argument("--workdir", help="checkpoints, metrics and summary (default: runs/<preset>)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set optim.learning_rate=3e-4 (repeatable)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    train.add_argument("--help-config", action="store_true", help="list every config key of CONFIG and exit")
+    _add_distributed_flags(train)
+
+    data = sub.add_parser("data", help="list or prepare datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_list = data_sub.add_parser("list", help="embedded datasets and whether they are prepared")
+    data_list.add_argument("--json", action="store_true")
+    data_list.add_argument("--data-dir", help="TFDS data directory (default: $JAXCOMPRESS_DATA_DIR or cache)")
+    data_prepare = data_sub.add_parser("prepare", help="generate an embedded dataset (offline)")
+    data_prepare.add_argument("name")
+    data_prepare.add_argument("--force", action="store_true", help="rebuild even if prepared")
+    data_prepare.add_argument("--data-dir", help="TFDS data directory")
+
+    info = sub.add_parser("model-info", help="parameter counts and FLOPs of a preset's model")
+    info.add_argument("preset")
+    info.add_argument("--json", action="store_true")
+    info.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from jaxcompress import config as config_lib
+
+    if args.list_presets:
+        for name in sorted(config_lib.PRESETS):
+            print(f"{name:24s} {(config_lib.PRESETS[name].__doc__ or '').strip()}")
+        return 0
+    if not args.config:
+        raise UserError("train needs CONFIG: a preset name (see --list-presets) or a .py config file")
+    config = config_lib.apply_overrides(config_lib.load_config(args.config), args.overrides)
+    if args.help_config:
+        for key, value, text in config_lib.describe(config):
+            print(f"{key:28s} {value!r:24s} {text}")
+        return 0
+    config_lib.validate(config)
+    _start_distributed(args)
+    from jaxcompress.train import train
+
+    workdir = args.workdir or str(pathlib.Path("runs") / config.name)
+    summary = train(config, workdir, quiet=args.quiet)
+    print(json.dumps({k: summary[k] for k in ("final_step", "eval_metrics", "params_sha256")}, sort_keys=True))
+    print(f"summary: {pathlib.Path(workdir).absolute() / 'summary.json'}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from jaxcompress import data
+
+    if args.data_command == "prepare":
+        builder = data.prepare(args.name, data_dir=args.data_dir, force=args.force)
+        print(f"prepared {args.name} in {builder.data_dir}")
+        return 0
+    if args.data_command == "list":
+        rows = data.list_datasets(args.data_dir)
+        if args.json:
+            print(json.dumps(rows, indent=2, default=str))
+            return 0
+        for row in rows:
+            splits = ", ".join(f"{k}={v}" for k, v in (row.get("splits") or {}).items()) or "-"
+            state = "prepared" if row["prepared"] else "not prepared"
+            print(f"{row['name']:16s} {state:13s} {splits:40s} {row['description']}")
+        return 0
+    raise UserError("data needs an action: list or prepare NAME")
+
+
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    from jaxcompress import config as config_lib
+    from jaxcompress.model_info import model_info
+
+    config = config_lib.apply_overrides(config_lib.get_preset(args.preset), args.overrides)
+    config_lib.validate(config)
+    info = model_info(config)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        print(f"preset            {info['preset']}")
+        print(f"total parameters  {info['total_params']:,}")
+        for module, count in info["params_by_module"].items():
+            print(f"  {module:16s}{count:,}")
+        print(f"FLOPs per example {info['flops_per_example']:,.0f} (forward, XLA cost analysis)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from jaxcompress.demo import run_demo
+
+    run_demo(args.out, quick=args.quick, quiet=args.quiet)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"train": _cmd_train, "data": _cmd_data, "model-info": _cmd_model_info, "demo": _cmd_demo}
+    from jaxcompress.train.loop import TrainingInterrupted
+
+    try:
+        return handlers[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TrainingInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return 128 + exc.signum
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

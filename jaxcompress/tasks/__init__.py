@@ -1,0 +1,3 @@
+"""Built-in tasks; importing this package registers them with the loop."""
+
+from jaxcompress.tasks import classification  # noqa: F401

@@ -1,0 +1,112 @@
+"""Orbax checkpoints under ``WORKDIR/checkpoints`` with fall-back on corruption.
+
+Orbax writes each step into a temporary directory and renames it when the
+write is complete, so a run killed mid-save leaves no half-written step that
+looks finished. A step directory that is present but cannot be restored
+(truncated or overwritten files) is reported, moved aside to
+``corrupt-<step>-<time>`` for inspection, and the previous step is used.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from jaxcompress.errors import CheckpointError
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+class CheckpointStore:
+    """Saves and restores a train-state pytree by step.
+
+    Args:
+      directory: where step directories live (created if missing).
+      keep: how many of the newest checkpoints to keep.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, keep: int):
+        self.directory = pathlib.Path(directory).absolute()
+        self._keep = keep
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        options = ocp.CheckpointManagerOptions(
+            create=True,
+            cleanup_tmp_directories=True,  # leftovers of a run killed mid-save
+            enable_async_checkpointing=True,
+            preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
+        )
+        return ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any) -> None:
+        """Starts an asynchronous save of ``state`` as ``step`` (no-op if it exists)."""
+        if step in self._manager.all_steps():
+            return
+        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+    def wait(self) -> None:
+        """Blocks until pending saves are committed to disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def restore_latest(self, abstract_state: Any) -> tuple[int, Any] | None:
+        """Restores the newest readable checkpoint onto ``abstract_state``'s shardings.
+
+        Args:
+          abstract_state: a pytree of ``jax.ShapeDtypeStruct`` with shardings,
+            so the restored arrays land sharded on the current mesh (which may
+            differ from the one that saved them).
+
+        Returns:
+          ``(step, state)``, or None when there is no checkpoint at all.
+
+        Raises:
+          CheckpointError: if checkpoints exist but none can be restored.
+        """
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        failures = []
+        for step in steps:
+            try:
+                state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+            except Exception as exc:  # orbax raises many types for damaged files
+                failures.append((step, exc))
+                print(f"warning: checkpoint {self.directory / str(step)} cannot be restored "
+                      f"({_one_line(exc)}); falling back to the previous one", file=sys.stderr)
+                continue
+            if failures:
+                self._quarantine([s for s, _ in failures])
+            return step, state
+        if failures:
+            step, exc = failures[-1]
+            raise CheckpointError(
+                f"none of the checkpoints in {self.directory} can be restored (steps "
+                f"{', '.join(str(s) for s, _ in failures)}; oldest failed with {_one_line(exc)}); "
+                f"move the directory away to start from scratch")
+        return None
+
+    def _quarantine(self, steps: list[int]) -> None:
+        """Moves unreadable step directories aside so new saves can use their steps."""
+        if jax.process_index() == 0:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for step in steps:
+                source = self.directory / str(step)
+                if source.exists():
+                    source.rename(self.directory / f"corrupt-{step}-{stamp}")
+        multihost_utils.sync_global_devices("jaxcompress-checkpoint-quarantine")
+        self._manager.close()
+        self._manager = self._open()

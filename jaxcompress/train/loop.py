@@ -1,0 +1,340 @@
+"""The one training loop: shard, initialise or resume, step, evaluate, checkpoint, log.
+
+Stages (each a small function below):
+
+1. work directory and mesh checks, before any work starts;
+2. data sources and the task;
+3. abstract state -> shardings -> jitted init (or restore of the newest
+   readable checkpoint onto the current mesh);
+4. jitted, donated train step and evaluation step;
+5. the loop, with a one-batch prefetch thread, periodic metrics, evaluation and
+   checkpoints, and a clean save on SIGTERM/SIGINT;
+6. final checkpoint, evaluation and ``summary.json`` (written atomically).
+
+Example::
+
+    from jaxcompress.config import get_preset
+    from jaxcompress.train import train
+    summary = train(get_preset("digits-mlp-tiny"), "/tmp/run")
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+
+import jaxcompress
+from jaxcompress import data as data_lib
+from jaxcompress.config import Config, to_dict, validate
+from jaxcompress.errors import ConfigError, WorkdirError
+from jaxcompress.train.checkpoint import CheckpointStore
+from jaxcompress.train.fingerprint import count_params, params_sha256
+from jaxcompress.train.metrics import MetricsWriter, Progress
+from jaxcompress.train.optim import learning_rate_schedule, make_optimizer
+from jaxcompress.train.sharding import batch_sharding, build_mesh, logical_shardings, replicated
+from jaxcompress.train.state import TrainState, step_rng, zero_step
+from jaxcompress.train.task import Task, make_task
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a SIGTERM/SIGINT once the state at ``step`` is safely saved."""
+
+    def __init__(self, signum: int, step: int, workdir: pathlib.Path):
+        self.signum = signum
+        self.step = step
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; checkpoint saved "
+                         f"in {workdir / 'checkpoints'}; rerun the same command to resume")
+
+
+# ----------------------------------------------------------------------------
+# Stage 1: checks before any work
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
+    """Creates ``workdir`` and proves it is writable; removes a stale summary.
+
+    Raises:
+      WorkdirError: if it is a file, cannot be created, or cannot be written.
+    """
+    path = pathlib.Path(workdir).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise WorkdirError(f"workdir {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{jax.process_index()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise WorkdirError(f"workdir {path} is not writable: {exc.strerror or exc}") from None
+    if jax.process_index() == 0:
+        # The summary is the mark of a finished run; a new run makes it stale.
+        (path / "summary.json").unlink(missing_ok=True)
+    return path
+
+
+def check_batch_sizes(config: Config, mesh: Mesh) -> None:
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    for key, size in (("data.batch_size", config.data.batch_size),
+                      ("data.eval_batch_size", config.data.eval_batch_size)):
+        if size % shards:
+            raise ConfigError(f"config key {key!r} = {size} must be a multiple of mesh data x fsdp = {shards}")
+        if size % jax.process_count():
+            raise ConfigError(f"config key {key!r} = {size} must be a multiple of the "
+                              f"{jax.process_count()} processes")
+
+
+def write_json_atomically(path: pathlib.Path, payload: Any) -> None:
+    """Writes to a temporary file and renames, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------
+# Stage 3-4: state and steps
+
+
+class Steps:
+    """The jitted init, train and eval functions of one (task, optimiser, mesh)."""
+
+    def __init__(self, task: Task, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                 example: dict[str, np.ndarray], mesh: Mesh, rules: Any, seed: int):
+        self.mesh, self.rules = mesh, rules
+        example = jax.tree.map(jnp.asarray, example)
+
+        def init_boxed(rng: jax.Array) -> TrainState:
+            params = task.init(rng, example)
+            return TrainState(step=zero_step(), params=params, opt_state=tx.init(params))
+
+        with nn.logical_axis_rules(rules):  # shapes only: no mesh needed
+            abstract_boxed = jax.eval_shape(init_boxed, jax.random.key(seed))
+            self.state_shardings = logical_shardings(abstract_boxed, mesh, rules)
+        self.abstract_state = jax.tree.map(
+            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+            nn.unbox(abstract_boxed), self.state_shardings)
+        self.batch_sharding = batch_sharding(mesh)
+
+        def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+            rng = step_rng(seed, state.step)
+            (_, metrics), grads = jax.value_and_grad(task.loss, has_aux=True)(state.params, batch, rng)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            metrics = {**metrics, "grad_norm": optax.tree.norm(grads),
+                       "learning_rate": schedule(state.step)}
+            return TrainState(state.step + 1, params, opt_state), metrics
+
+        def eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+            weight = batch["weight"]
+            per_example = task.evaluate(params, batch)
+            sums = {name: jnp.sum(value * weight) for name, value in per_example.items()}
+            return {**sums, "_weight": jnp.sum(weight)}
+
+        self._init = jax.jit(lambda rng: nn.unbox(init_boxed(rng)), out_shardings=self.state_shardings)
+        self._train = jax.jit(train_step, in_shardings=(self.state_shardings, self.batch_sharding),
+                              out_shardings=(self.state_shardings, replicated(mesh)), donate_argnums=0)
+        self._eval = jax.jit(eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding),
+                             out_shardings=replicated(mesh))
+        self._seed = seed
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        """Mesh and logical rules in scope, so activation constraints resolve."""
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            yield
+
+    def init(self) -> TrainState:
+        with self.context():
+            return self._init(jax.random.key(self._seed))
+
+    def train(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+        with self.context():
+            return self._train(state, batch)
+
+    def evaluate(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        with self.context():
+            return self._eval(params, batch)
+
+    def global_batch(self, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Assembles this host's rows into global arrays sharded over data x fsdp."""
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local)
+
+
+# ----------------------------------------------------------------------------
+# Stage 5: the loop
+
+
+class _SignalFlag:
+    """Records SIGTERM/SIGINT instead of dying, so the loop can save first."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_SignalFlag":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def evaluate(steps: Steps, task: Task, params: Any, source: Any, batch_size: int) -> dict[str, float]:
+    """Exact weighted means of the task's per-example metrics over a whole split."""
+    totals: dict[str, float] = {}
+    for local in data_lib.eval_batches(source, batch_size, jax.process_index(), jax.process_count()):
+        sums = jax.device_get(steps.evaluate(params, steps.global_batch(task.prepare_batch(local))))
+        for name, value in sums.items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    weight = totals.pop("_weight", 0.0)
+    return {name: value / max(weight, 1.0) for name, value in totals.items()}
+
+
+def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
+    fetched = jax.device_get(pending)
+    return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
+
+
+def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
+          on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Trains ``config`` in ``workdir``, resuming from its newest checkpoint.
+
+    Args:
+      config: a validated or unvalidated :class:`Config`.
+      workdir: holds ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``,
+        ``config.json`` and, at the end, ``summary.json``.
+      quiet: no progress output.
+      on_step: called with the host step after every step (tests use it).
+
+    Returns:
+      The summary dict also written to ``workdir/summary.json``.
+
+    Raises:
+      UserError subclasses for bad input, before any training;
+      TrainingInterrupted after a signal, once the checkpoint is saved.
+    """
+    wall_start = time.perf_counter()
+    validate(config)
+    mesh = build_mesh(config.mesh)
+    check_batch_sizes(config, mesh)
+    workdir = prepare_workdir(workdir)
+    is_chief = jax.process_index() == 0
+
+    data_dir = config.data.data_dir or None
+    train_source = data_lib.load_split(config.data.name, config.data.train_split, data_dir)
+    eval_source = (data_lib.load_split(config.data.name, config.data.eval_split, data_dir)
+                   if config.data.eval_split else None)
+    task = make_task(config, data_lib.dataset_info(config.data.name, data_dir))
+    tx = task.wrap_optimizer(make_optimizer(config.optim, config.steps))
+    schedule = learning_rate_schedule(config.optim, config.steps)
+    example = task.prepare_batch(train_source.read(np.arange(1)))
+    steps = Steps(task, tx, schedule, example, mesh, config.logical_rules, config.seed)
+
+    store = CheckpointStore(workdir / "checkpoints", keep=config.keep_checkpoints)
+    restored = store.restore_latest(steps.abstract_state)
+    if restored is None:
+        start_step, state = 0, steps.init()
+    else:
+        start_step, state = restored
+    if is_chief:
+        write_json_atomically(workdir / "config.json", to_dict(config))
+
+    writer = MetricsWriter(workdir, resume_step=start_step, enabled=is_chief)
+    progress = Progress(config.steps, start_step, quiet=quiet or not is_chief)
+    if restored is not None:
+        progress.message(f"resumed from step {start_step} ({store.directory / str(start_step)})")
+
+    def load(step: int) -> dict[str, jax.Array]:
+        local = data_lib.train_batch(train_source, step, config.data.batch_size, config.data.seed,
+                                     jax.process_index(), jax.process_count())
+        return steps.global_batch(task.prepare_batch(local))
+
+    train_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    step = start_step
+    with _SignalFlag() as stop, concurrent.futures.ThreadPoolExecutor(1) as prefetch:
+        # Reading batch s+1 on the host overlaps with device step s.
+        future = prefetch.submit(load, step) if step < config.steps else None
+        pending: list[dict[str, jax.Array]] = []
+        window_start, window_step = time.perf_counter(), step
+        while step < config.steps and stop.signum is None:
+            batch = future.result()
+            future = prefetch.submit(load, step + 1) if step + 1 < config.steps else None
+            state, metrics = steps.train(state, batch)
+            step += 1
+            pending.append(metrics)
+            if step % config.log_every == 0 or step == config.steps:
+                train_metrics = _mean_metrics(pending)
+                pending = []
+                now = time.perf_counter()
+                rate = (step - window_step) * config.data.batch_size / max(now - window_start, 1e-9)
+                window_start, window_step = now, step
+                writer.write(step, "train", {**train_metrics, "examples_per_second": rate})
+                progress.update(step, train_metrics, rate)
+            if eval_source is not None and config.eval_every and step % config.eval_every == 0 \
+                    and step < config.steps:
+                eval_metrics = evaluate(steps, task, state.params, eval_source, config.data.eval_batch_size)
+                writer.write(step, "eval", eval_metrics)
+                progress.message(f"step {step}: eval " + _format(eval_metrics))
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                store.save(step, state)
+            if on_step is not None:
+                on_step(step)
+        if stop.signum is not None and step < config.steps:
+            store.save(step, state)
+            store.wait()
+            writer.close()
+            progress.close()
+            raise TrainingInterrupted(stop.signum, step, workdir)
+
+    store.save(step, state)
+    if eval_source is not None:
+        eval_metrics = evaluate(steps, task, state.params, eval_source, config.data.eval_batch_size)
+        writer.write(step, "eval", eval_metrics)
+    digest = params_sha256(state.params)
+    store.wait()
+    store.close()
+    writer.close()
+    progress.close()
+
+    summary = {
+        "name": config.name,
+        "final_step": step,
+        "resumed_from_step": start_step if restored is not None else None,
+        "train_metrics": train_metrics,
+        "eval_metrics": eval_metrics,
+        "wall_time_s": round(time.perf_counter() - wall_start, 3),
+        "params_sha256": digest,
+        "num_params": count_params(state.params),
+        "mesh": dict(mesh.shape),
+        "num_devices": jax.device_count(),
+        "process_count": jax.process_count(),
+        "jax_version": jax.__version__,
+        "jaxcompress_version": jaxcompress.__version__,
+    }
+    if is_chief:
+        write_json_atomically(workdir / "summary.json", summary)
+    return summary
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
