@@ -1,0 +1,97 @@
+"""The command line: help, version, errors as one line, model-info, data, demo."""
+
+import json
+
+import pytest
+
+from jaxcompress import __version__
+from jaxcompress.cli import main
+
+
+def _error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("demo", "train", "data", "model-info"):
+        assert command in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "nope"], "unknown preset 'nope'; allowed presets: digits-mlp, digits-mlp-tiny"),
+    (["train", "digits-mlp", "--set", "optim.lr=1"], "unknown config key 'optim.lr'"),
+    (["train", "digits-mlp", "--set", "steps=many"], "config key 'steps' expects an integer, got 'many'"),
+    (["train", "digits-mlp", "--set", "optim.name=adagrad"], "must be one of adamw, adam, sgd, lamb"),
+    (["train", "digits-mlp", "--set", "mesh.fsdp=3"], "does not divide the 8 devices"),
+    (["train"], "train needs CONFIG"),
+    (["model-info", "bert-gigantic"], "unknown preset 'bert-gigantic'"),
+    (["data", "prepare", "imagenet2012"], "only embedded datasets are generated offline"),
+    (["train", "digits-mlp-tiny", "--set", "data.name=no_such_dataset", "--quiet"], "no_such_dataset"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys, tmp_path):
+    code = main(argv + (["--workdir", str(tmp_path / "w")] if argv[0] == "train" and len(argv) > 1 else []))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(_error_lines(err)) == 1 and message in _error_lines(err)[0], err
+    assert not (tmp_path / "w" / "summary.json").exists()
+
+
+def test_unwritable_workdir(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["train", "digits-mlp-tiny", "--workdir", str(tmp_path / "file" / "run")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_garbage_data_dir_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    data_dir = tmp_path / "data"
+    version_dir = data_dir / "jaxcompress_digits" / "1.0.0"
+    version_dir.mkdir(parents=True)
+    (version_dir / "dataset_info.json").write_text("{not json")
+    (version_dir / "jaxcompress_digits-train.array_record-00000-of-00001").write_bytes(b"\x00" * 64)
+    monkeypatch.setenv("JAXCOMPRESS_DATA_DIR", str(data_dir))
+    code = main(["train", "digits-mlp-tiny", "--workdir", str(tmp_path / "w"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(_error_lines(err)) == 1 and "digits" in err and "--force" in err, err
+
+
+def test_model_info_counts_and_flops(capsys):
+    assert main(["model-info", "digits-mlp", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    layers = [(64, 128), (128, 128), (128, 10)]
+    assert info["total_params"] == sum(i * o + o for i, o in layers)
+    assert info["params_by_module"] == {"hidden_0": 64 * 128 + 128, "hidden_1": 128 * 128 + 128,
+                                        "logits": 128 * 10 + 10}
+    # Independent count: 2 FLOPs per multiply-add, plus bias adds and ReLUs.
+    analytic = sum(2 * i * o + o for i, o in layers) + 128 + 128
+    assert info["flops_per_example"] == pytest.approx(analytic, rel=0.02)
+
+
+def test_data_list_and_prepare(capsys, tmp_path):
+    assert main(["data", "prepare", "digits", "--data-dir", str(tmp_path)]) == 0
+    assert main(["data", "list", "--json", "--data-dir", str(tmp_path)]) == 0
+    rows = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    digits = next(r for r in rows if r["name"] == "digits")
+    assert digits["prepared"] and sum(digits["splits"].values()) == 1797
+
+
+def test_train_end_to_end_through_the_command(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert main(["train", "digits-mlp-tiny", "--workdir", str(workdir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out.splitlines()[0])
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert printed["params_sha256"] == summary["params_sha256"] and summary["final_step"] == 40
+
+
+def test_quick_demo(tmp_path, capsys):
+    assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "Trained an MLP classifier" in out and "Validation accuracy" in out
+    assert (tmp_path / "demo" / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "demo" / "summary.json").exists()
