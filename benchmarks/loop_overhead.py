@@ -35,7 +35,7 @@ def bare_loop_step_time(config, warmup: int, steps: int) -> float:
     everything = source.read(np.arange(len(source)))
     images = jnp.asarray(everything["image"], jnp.float32)
     labels = jnp.asarray(everything["label"], jnp.int32)
-    model = MLPClassifier(config.model.hidden_sizes, 10, config.model.dropout)
+    model = MLPClassifier(tuple(config.model.hidden_sizes), 10, config.model.dropout)
     params = jax.tree.map(lambda x: x.unbox() if hasattr(x, "unbox") else x,
                           model.init(jax.random.key(0), images[:1])["params"],
                           is_leaf=lambda x: hasattr(x, "unbox"))
@@ -78,29 +78,36 @@ def our_loop_step_time(config, warmup: int, steps: int) -> float:
     return (marks[warmup + steps] - marks[warmup]) / steps
 
 
+SIZES = ((64, "128,128"), (512, "1024,1024"))  # (global batch, hidden widths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    total = args.warmup + args.steps
-    config = apply_overrides(get_preset("digits-mlp"), [
-        f"steps={total}", f"log_every={args.warmup}", "eval_every=0", "checkpoint_every=0",
-        "data.eval_split="])
     # log_every must divide both marks so each is a synchronised point.
-    assert args.steps % args.warmup == 0, "--steps must be a multiple of --warmup"
-    ours = our_loop_step_time(config, args.warmup, args.steps)
-    bare = bare_loop_step_time(config, args.warmup, args.steps)
-    row = {"devices": jax.device_count(), "batch": config.data.batch_size, "steps": args.steps,
-           "bare_ms_per_step": bare * 1e3, "ours_ms_per_step": ours * 1e3, "ratio_ours_over_bare": ours / bare}
+    if args.steps % args.warmup:
+        parser.error("--steps must be a multiple of --warmup")
+    rows = []
+    for batch, hidden in SIZES:
+        config = apply_overrides(get_preset("digits-mlp"), [
+            f"steps={args.warmup + args.steps}", f"log_every={args.warmup}", "eval_every=0",
+            "checkpoint_every=0", "data.eval_split=", f"data.batch_size={batch}", f"model.hidden_sizes={hidden}"])
+        ours = our_loop_step_time(config, args.warmup, args.steps)
+        bare = bare_loop_step_time(config, args.warmup, args.steps)
+        rows.append({"devices": jax.device_count(), "batch": batch, "hidden": hidden, "steps": args.steps,
+                     "bare_ms_per_step": bare * 1e3, "ours_ms_per_step": ours * 1e3,
+                     "ratio_ours_over_bare": ours / bare})
     if args.json:
-        print(json.dumps(row))
+        print(json.dumps(rows, indent=2))
         return
-    print("| devices | batch | bare jit loop (ms/step) | jaxcompress.train (ms/step) | ratio |")
-    print("|---|---|---|---|---|")
-    print(f"| {row['devices']} | {row['batch']} | {row['bare_ms_per_step']:.3f} | "
-          f"{row['ours_ms_per_step']:.3f} | {row['ratio_ours_over_bare']:.2f}x |")
+    print("| devices | batch | hidden | bare jit loop (ms/step) | jaxcompress.train (ms/step) | ratio |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['devices']} | {row['batch']} | {row['hidden']} | {row['bare_ms_per_step']:.3f} | "
+              f"{row['ours_ms_per_step']:.3f} | {row['ratio_ours_over_bare']:.2f}x |")
 
 
 if __name__ == "__main__":

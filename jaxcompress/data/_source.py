@@ -69,6 +69,45 @@ def _feature_spec(info: Any) -> dict[str, tuple[tuple[int | None, ...], np.dtype
             for key, tensor in _flatten(info.features.get_tensor_info()).items()}
 
 
+def _cache_budget_bytes() -> int:
+    return int(float(os.environ.get("JAXCOMPRESS_DATA_CACHE_MB", "512")) * 2**20)
+
+
+class _RecordCache:
+    """Decoded records of one split kept in memory, filled as they are first read.
+
+    Decoding a record through TFDS costs tens of microseconds, which would
+    dominate the step of a small model. A split whose decoded size fits the
+    budget (``$JAXCOMPRESS_DATA_CACHE_MB``, default 512) is therefore kept in
+    preallocated arrays. It fills lazily, so a host still reads from disk only
+    the records of its own slices.
+    """
+
+    def __init__(self, length: int, features: dict[str, tuple[tuple[int, ...], np.dtype]]):
+        self._arrays = {key: np.zeros((length,) + shape, dtype) for key, (shape, dtype) in features.items()}
+        self._loaded = np.zeros(length, bool)
+
+    @classmethod
+    def for_split(cls, length: int, features: dict[str, tuple[tuple[int | None, ...], np.dtype]]
+                  ) -> "_RecordCache | None":
+        """A cache when every feature has a static numeric shape and the split fits the budget."""
+        if any(None in shape or dtype == np.dtype(object) for shape, dtype in features.values()):
+            return None
+        size = sum(length * int(np.prod(shape)) * dtype.itemsize for shape, dtype in features.values())
+        return cls(length, features) if size <= _cache_budget_bytes() else None
+
+    def missing(self, indices: np.ndarray) -> np.ndarray:
+        return np.unique(indices[~self._loaded[indices]])
+
+    def store(self, indices: np.ndarray, batch: dict[str, np.ndarray]) -> None:
+        for key, values in batch.items():
+            self._arrays[key][indices] = values
+        self._loaded[indices] = True
+
+    def take(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {key: array[indices] for key, array in self._arrays.items()}
+
+
 class ArrayRecordSource:
     """One split of a prepared TFDS dataset stored as ArrayRecord files.
 
@@ -90,6 +129,7 @@ class ArrayRecordSource:
         self._records = builder.as_data_source(split=split)
         self._length = len(self._records)
         self.features = _feature_spec(self.info)
+        self._cache = _RecordCache.for_split(self._length, self.features)
 
     def __len__(self) -> int:
         return self._length
@@ -99,8 +139,6 @@ class ArrayRecordSource:
 
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """Reads records ``indices`` (int [n]) and stacks them: ``{feature: [n, *shape]}``."""
-        from jaxcompress.data._checks import first_line
-
         indices = np.asarray(indices)
         if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
             raise ValueError(f"indices must be a 1-D integer array, got shape {indices.shape} {indices.dtype}")
@@ -109,6 +147,17 @@ class ArrayRecordSource:
         if indices.size == 0:
             return {key: np.zeros((0,) + tuple(d or 0 for d in shape), dtype)
                     for key, (shape, dtype) in self.features.items()}
+        if self._cache is not None:
+            missing = self._cache.missing(indices)
+            if missing.size:
+                self._cache.store(missing, self._decode(missing))
+            return self._cache.take(indices)
+        return self._decode(indices)
+
+    def _decode(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Reads and decodes records through TFDS (tens of microseconds each)."""
+        from jaxcompress.data._checks import first_line
+
         try:
             records = self._records.__getitems__([int(i) for i in indices])
         except Exception as error:  # Riegeli/protobuf errors from a damaged shard.
