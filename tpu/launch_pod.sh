@@ -11,7 +11,7 @@ source "$TPU_DIR/_common.sh"
 usage() {
     cat <<EOF
 Usage: $PROG [options] setup
-       $PROG [options] train -- CONFIG [--workdir gs://BUCKET/RUN] [--set key=value ...]
+       $PROG [options] train -- CONFIG [--workdir /mnt/gcs/BUCKET/RUN] [--set key=value ...]
        $PROG [options] logs [--lines N] [--follow]
        $PROG [options] stop [--force]
 
@@ -21,7 +21,7 @@ Usage: $PROG [options] setup
   train   start \`jaxcompress train ARGS\` on every worker at once, in the
           background (setsid + nohup), appending to a log file on each worker.
           ARGS is everything after --, passed through unchanged. A multi-host
-          run needs a --workdir that all workers see (gs://... or NFS).
+          run needs a --workdir that all workers see (NFS, or a GCS bucket mounted with gcsfuse).
   logs    print the end of every worker's log, each line tagged with the
           worker's host name (--follow: keep printing; best with --worker N)
   stop    send SIGTERM to the training process group on every worker (the
@@ -58,7 +58,7 @@ Options (environment variable that sets the default in brackets):
 Examples:
   $PROG --name jc-v5e --zone us-west4-a setup --dry-run
   $PROG --name jc-v5e --zone us-west4-a train --dry-run -- \\
-      CONFIG --workdir gs://my-bucket/runs/v5e-16 --set steps=20000
+      CONFIG --workdir /mnt/gcs/my-bucket/runs/v5e-16 --set steps=20000
 EOF
 }
 
@@ -195,13 +195,13 @@ setup)
     ;;
 
 train)
-    [[ $HAVE_TRAIN_ARGS -gt 0 ]] || die "train needs the jaxcompress train arguments after --, e.g. train -- CONFIG --workdir gs://BUCKET/RUN"
+    [[ $HAVE_TRAIN_ARGS -gt 0 ]] || die "train needs the jaxcompress train arguments after --, e.g. train -- CONFIG --workdir /mnt/gcs/BUCKET/RUN"
     if [[ $WORKER != all ]]; then
         warn "training on --worker=$WORKER only: the processes wait for the missing workers until they time out"
     fi
     case " ${TRAIN_ARGS[*]} " in
         *" --workdir"*) ;;
-        *) warn "no --workdir: multi-host checkpoints need one all workers see (gs://... or NFS)" ;;
+        *) warn "no --workdir: multi-host checkpoints need one all workers see (NFS, or a GCS bucket mounted with gcsfuse)" ;;
     esac
     train_cmd="$VENV/bin/jaxcompress train $(quote_cmd "${TRAIN_ARGS[@]}")"
     exports=""

@@ -70,6 +70,9 @@ def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     Raises:
       WorkdirError: if it is a file, cannot be created, or cannot be written.
     """
+    if "://" in os.fspath(workdir):
+        raise WorkdirError(f"workdir {os.fspath(workdir)} is a URL; object stores are not supported directly: "
+                           f"mount the bucket (e.g. gcsfuse) on every host and pass the mount path")
     path = pathlib.Path(workdir).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise WorkdirError(f"workdir {path} exists and is not a directory")

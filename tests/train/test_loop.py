@@ -121,3 +121,5 @@ def test_unusable_workdir(tmp_path):
         train(tiny(), blocker, quiet=True)
     with pytest.raises(WorkdirError, match="is not writable"):
         train(tiny(), blocker / "sub", quiet=True)
+    with pytest.raises(WorkdirError, match="mount the bucket"):
+        train(tiny(), "gs://bucket/run", quiet=True)
