@@ -66,6 +66,14 @@ def _build_parser() -> argparse.ArgumentParser:
     data_prepare.add_argument("--force", action="store_true", help="rebuild even if prepared")
     data_prepare.add_argument("--data-dir", help="TFDS data directory")
 
+    run = sub.add_parser("run", help="reproduce a paper's experiment (results.json, report.md, plots)")
+    run.add_argument("experiment", nargs="?", help="experiment name (see --list)")
+    run.add_argument("--out", help="output directory (default: runs/<experiment>)")
+    run.add_argument("--quick", action="store_true", help="a small version for a first look")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--list", action="store_true", help="list the experiments and exit")
+
     info = sub.add_parser("model-info", help="parameter counts and FLOPs of a preset's model")
     info.add_argument("preset")
     info.add_argument("--json", action="store_true")
@@ -136,6 +144,19 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from jaxcompress.runners import RunRequest, experiments, run_experiment
+
+    if args.list or not args.experiment:
+        for name, experiment in experiments().items():
+            print(f"{name:24s} {experiment.help}")
+        return 0 if args.list else 2
+    out = pathlib.Path(args.out or pathlib.Path("runs") / args.experiment)
+    run_experiment(args.experiment, RunRequest(out=out, quick=args.quick, quiet=args.quiet,
+                                               overrides=tuple(args.overrides)))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jaxcompress.demo import run_demo
 
@@ -149,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"train": _cmd_train, "data": _cmd_data, "model-info": _cmd_model_info, "demo": _cmd_demo}
+    handlers = {"train": _cmd_train, "data": _cmd_data, "model-info": _cmd_model_info, "demo": _cmd_demo,
+                "run": _cmd_run}
     from jaxcompress.train.loop import TrainingInterrupted
 
     try:

@@ -119,7 +119,7 @@ class Config:
     """Everything one ``jaxcompress train`` run needs."""
 
     name: str = option("custom", help="preset name, recorded in the summary")
-    task: str = option("classify", help="training task", choices=("classify",))
+    task: str = option("classify", help="training task (a name registered with jaxcompress.train.register_task)")
     model: Any = option(default_factory=MLPConfig, help="model config (its type depends on the task)")
     data: DataConfig = option(default_factory=DataConfig)
     optim: OptimConfig = option(default_factory=OptimConfig)
@@ -132,6 +132,14 @@ class Config:
     seed: int = option(0, help="model initialisation and dropout seed", min=0)
     logical_rules: tuple[tuple[str, Any], ...] = option(
         DEFAULT_LOGICAL_RULES, help="logical axis name -> mesh axes (set in Python configs)")
+
+    def validate(self, prefix: str) -> None:
+        from jaxcompress.train.task import registered_tasks
+
+        tasks = registered_tasks()
+        if self.task not in tasks:
+            raise ConfigError(f"config key '{prefix}task' must be one of {', '.join(tasks)}; got {self.task!r}"
+                              + _did_you_mean(self.task, tasks))
 
 
 # ----------------------------------------------------------------------------

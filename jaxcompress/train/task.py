@@ -64,10 +64,15 @@ def register_task(name: str) -> Callable[[Callable[..., Task]], Callable[..., Ta
     return wrap
 
 
+def registered_tasks() -> list[str]:
+    """Names of all tasks, after importing the modules that register the built-in ones."""
+    import jaxcompress.tasks  # noqa: F401
+
+    return sorted(TASKS)
+
+
 def make_task(config: Any, data_info: dict[str, Any]) -> Task:
     """Builds the task named by ``config.task`` for a dataset described by ``data_info``."""
-    import jaxcompress.tasks  # noqa: F401  (registers the built-in tasks)
-
-    if config.task not in TASKS:
-        raise ConfigError(f"unknown task {config.task!r}; allowed tasks: {', '.join(sorted(TASKS))}")
+    if config.task not in registered_tasks():
+        raise ConfigError(f"unknown task {config.task!r}; allowed tasks: {', '.join(registered_tasks())}")
     return TASKS[config.task](config, data_info)
