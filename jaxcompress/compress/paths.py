@@ -22,9 +22,16 @@ PROTECTED = r"(^|/)(embedding|embeddings|word_embeddings|position_embeddings|tok
 
 
 def path_str(path: Sequence[Any]) -> str:
-    """``('a', 'b', 0)`` key path -> ``'a/b/0'``."""
+    """``('a', 'b', 0)`` key path -> ``'a/b/0'``.
+
+    Flax's partitioning boxes add a ``.value`` step that is not part of the
+    parameter's name, so it is dropped: a boxed and an unboxed tree give the
+    same paths.
+    """
     parts = []
     for key in path:
+        if isinstance(key, jax.tree_util.GetAttrKey) and key.name == "value":
+            continue
         for attr in ("key", "name", "idx"):
             if hasattr(key, attr):
                 parts.append(str(getattr(key, attr)))
