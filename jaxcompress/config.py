@@ -38,6 +38,8 @@ DEFAULT_LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
     ("kv", None),
     ("length", None),
     ("classes", None),
+    ("conv_in", None),
+    ("conv_out", "tensor"),
 )
 
 
@@ -115,6 +117,48 @@ class MLPConfig:
 
 
 @dataclasses.dataclass
+class CNNConfig:
+    """A small convolutional classifier (conv/ReLU/pool blocks, a hidden layer, logits)."""
+
+    channels: tuple[int, ...] = option((16, 32), help="output channels of each conv layer")
+    kernel_size: int = option(3, help="square kernel size of every conv", min=1)
+    hidden_size: int = option(64, help="width of the ReLU layer after flattening (0: none)", min=0)
+    dropout: float = option(0.0, help="dropout rate before the logits", min=0.0, max=0.95)
+
+    def validate(self, prefix: str) -> None:
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise ConfigError(
+                f"config key '{prefix}channels' must be a non-empty list of positive widths, "
+                f"got {self.channels!r}")
+
+
+@dataclasses.dataclass
+class PruneConfig:
+    """Pruning during training (through the optimiser); ``method=none`` trains dense."""
+
+    method: str = option("none", help="score", choices=("none", "magnitude", "random", "saliency",
+                                                        "movement", "soft_movement"))
+    sparsity: float = option(0.5, help="final fraction of zeros in the selected leaves", min=0.0, max=0.999)
+    scope: str = option("layerwise", help="one target per leaf or one global threshold",
+                        choices=("layerwise", "global"))
+    schedule: str = option("gradual", help="when masks change", choices=("one_shot", "iterative", "gradual"))
+    start_step: int = option(0, help="first mask update", min=0)
+    end_step: int = option(-1, help="last mask update (-1: 3/4 of training)", min=-1)
+    frequency: int = option(10, help="gradual: steps between mask updates", min=1)
+    rounds: int = option(3, help="iterative: pruning rounds", min=1)
+    n: int = option(0, help="N of N:M sparsity (with m > 0)", min=0)
+    m: int = option(0, help="M of N:M sparsity; 0 disables", min=0)
+    include: str = option(".*", help="regex over parameter paths to prune")
+    exclude: str = option("", help="regex over parameter paths never to prune")
+    threshold: float = option(0.0, help="soft_movement: keep scores >= threshold")
+    soft_l1: float = option(0.0, help="soft_movement: L1 pull on sigmoid(scores)", min=0.0)
+
+    def validate(self, prefix: str) -> None:
+        if self.m and not 0 < self.n < self.m:
+            raise ConfigError(f"config keys '{prefix}n' and '{prefix}m' need 0 < n < m, got {self.n}:{self.m}")
+
+
+@dataclasses.dataclass
 class Config:
     """Everything one ``jaxcompress train`` run needs."""
 
@@ -124,6 +168,7 @@ class Config:
     data: DataConfig = option(default_factory=DataConfig)
     optim: OptimConfig = option(default_factory=OptimConfig)
     mesh: MeshConfig = option(default_factory=MeshConfig)
+    prune: PruneConfig = option(default_factory=PruneConfig)
     steps: int = option(500, help="total training steps", min=1)
     eval_every: int = option(100, help="evaluate every N steps (0: only at the end)", min=0)
     checkpoint_every: int = option(100, help="save a checkpoint every N steps (0: only at the end)", min=0)
@@ -174,6 +219,22 @@ def _digits_mlp_tiny() -> Config:
                   data=DataConfig(batch_size=32, eval_batch_size=128),
                   optim=OptimConfig(learning_rate=1e-2),
                   steps=40, eval_every=20, checkpoint_every=20, log_every=5)
+
+
+@register_preset("digits-cnn")
+def _digits_cnn() -> Config:
+    """Small CNN on the embedded handwritten digits: about a minute on 2 CPU cores."""
+    return Config(name="digits-cnn", model=CNNConfig(), optim=OptimConfig(learning_rate=3e-3),
+                  steps=600, eval_every=200, checkpoint_every=200)
+
+
+@register_preset("digits-cnn-tiny")
+def _digits_cnn_tiny() -> Config:
+    """A few seconds: the CNN the compression tests train."""
+    return Config(name="digits-cnn-tiny", model=CNNConfig(channels=(8, 16), hidden_size=32),
+                  data=DataConfig(batch_size=32, eval_batch_size=128),
+                  optim=OptimConfig(learning_rate=1e-2),
+                  steps=60, eval_every=30, checkpoint_every=30, log_every=10)
 
 
 def get_preset(name: str) -> Config:

@@ -248,6 +248,10 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
                    if config.data.eval_split else None)
     task = make_task(config, data_lib.dataset_info(config.data.name, data_dir))
     tx = task.wrap_optimizer(make_optimizer(config.optim, config.steps))
+    if config.prune.method != "none":
+        from jaxcompress.compress.pruning import pruner_from_config, wrap
+
+        tx = wrap(tx, pruner_from_config(config.prune, config.steps))
     schedule = learning_rate_schedule(config.optim, config.steps)
     example = task.prepare_batch(train_source.read(np.arange(1)))
     steps = Steps(task, tx, schedule, example, mesh, config.logical_rules, config.seed)
@@ -314,6 +318,12 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
         eval_metrics = evaluate(steps, task, state.params, eval_source, config.data.eval_batch_size)
         writer.write(step, "eval", eval_metrics)
     digest = params_sha256(state.params)
+    sparsity = None
+    if config.prune.method != "none":
+        from jaxcompress.compress.masks import sparsity_summary
+        from jaxcompress.compress.pruning import find_prune_state
+
+        sparsity = sparsity_summary(state.params, find_prune_state(state.opt_state).masks)["global"]
     store.wait()
     store.close()
     writer.close()
@@ -327,6 +337,7 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
         "eval_metrics": eval_metrics,
         "wall_time_s": round(time.perf_counter() - wall_start, 3),
         "params_sha256": digest,
+        "sparsity": sparsity,
         "num_params": count_params(state.params),
         "mesh": dict(mesh.shape),
         "num_devices": jax.device_count(),

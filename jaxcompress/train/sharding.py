@@ -100,9 +100,19 @@ def logical_shardings(abstract_boxed: Any, mesh: Mesh, rules: Sequence[tuple[str
     Returns:
       A tree shaped like ``nn.unbox(abstract_boxed)`` of ``NamedSharding``.
     """
-    logical_specs = nn.get_partition_spec(abstract_boxed)
-    mesh_specs = nn.logical_to_mesh(logical_specs, rules)
-    shapes = nn.unbox(abstract_boxed)
-    is_spec = lambda x: isinstance(x, P)  # noqa: E731
-    return jax.tree.map(lambda spec, leaf: NamedSharding(mesh, fit_spec(spec, leaf.shape, mesh)),
-                        mesh_specs, shapes, is_leaf=is_spec)
+    def sharding(leaf: Any) -> NamedSharding | None:
+        if isinstance(leaf, nn.Partitioned) and leaf.value is None:
+            return None  # a box around an empty subtree (e.g. an unpruned leaf's mask)
+        if isinstance(leaf, nn.LogicallyPartitioned):
+            spec = nn.logical_to_mesh_axes(leaf.names, rules)
+            leaf = leaf.value
+        elif isinstance(leaf, nn.Partitioned):  # already names mesh axes
+            spec = P(*leaf.names)
+            leaf = leaf.value
+        else:  # unannotated leaves (counters, scalars) are replicated
+            spec = P()
+        return NamedSharding(mesh, fit_spec(spec, leaf.shape, mesh))
+
+    # Mapping over the boxes (not get_partition_spec) keeps None subtrees,
+    # such as the parts of a pruning mask tree that mask nothing.
+    return jax.tree.map(sharding, abstract_boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))

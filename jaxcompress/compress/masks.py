@@ -1,0 +1,146 @@
+"""Masks as pytrees mirroring the params, and the scores that choose them.
+
+A mask tree has the params' structure with a boolean array where a leaf is
+pruned and ``None`` where it is left alone. All functions here are pure and
+jittable (thresholds by sorting, no host round trips), so they run inside the
+train step on any mesh; masks made from Flax-boxed params keep the boxes, so
+they shard like the weights they mask.
+
+References:
+  Han et al., "Learning both Weights and Connections for Efficient Neural
+  Networks", NeurIPS 2015 (magnitude); Molchanov et al., "Pruning
+  Convolutional Neural Networks for Resource Efficient Inference", ICLR 2017
+  (|w * grad| saliency); Sanh, Wolf & Rush, "Movement Pruning", NeurIPS 2020;
+  Mishra et al., "Accelerating Sparse Deep Neural Networks", arXiv 2104.08378 (2:4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcompress.compress.paths import path_str
+from jaxcompress.errors import ConfigError
+
+SCORES = ("magnitude", "random", "saliency", "movement", "soft_movement")
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+def tree_map_masked(fn, masks: Any, *trees: Any) -> Any:
+    """``fn(mask, *leaves)`` where the mask is not None; None elsewhere."""
+    return jax.tree.map(lambda m, *xs: None if m is None else fn(m, *xs), masks, *trees, is_leaf=_is_none)
+
+
+def ones_like_selected(params: Any, selection: Any) -> Any:
+    """All-True masks on selected leaves, None elsewhere."""
+    return jax.tree.map(lambda p, s: jnp.ones(p.shape, bool) if s else None, params, selection)
+
+
+def apply_masks(params: Any, masks: Any) -> Any:
+    """Zeroes pruned entries; leaves with a None mask pass through."""
+    return jax.tree.map(lambda p, m: p if m is None else jnp.where(m, p, jnp.zeros_like(p)),
+                        params, masks, is_leaf=_is_none)
+
+
+def check_sparsity(sparsity: float, field: str = "sparsity") -> None:
+    if not 0.0 <= float(sparsity) < 1.0:
+        raise ConfigError(f"{field} must be in [0, 1), got {sparsity}")
+
+
+def check_n_m(n: int, m: int) -> None:
+    if not (0 < n < m):
+        raise ConfigError(f"N:M sparsity needs 0 < N < M, got {n}:{m}")
+
+
+def _kth_smallest(values: jax.Array, k: jax.Array) -> jax.Array:
+    """The k-th smallest entry (k counted from 1); -inf when k == 0."""
+    ordered = jnp.sort(values.ravel())
+    return jnp.where(k > 0, ordered[jnp.clip(k - 1, 0, ordered.size - 1)], -jnp.inf)
+
+
+def _keep_top(score: jax.Array, sparsity: jax.Array) -> jax.Array:
+    """Mask keeping the highest-scoring ``1 - sparsity`` of one leaf (ties broken by position)."""
+    flat = score.ravel()
+    prune = jnp.floor(sparsity * flat.size).astype(jnp.int32)
+    # argsort of argsort ranks each entry; a stable sort breaks ties by position.
+    rank = jnp.argsort(jnp.argsort(flat, stable=True), stable=True)
+    return (rank >= prune).reshape(score.shape)
+
+
+def layerwise_masks(scores: Any, sparsity: float | jax.Array) -> Any:
+    """Per-leaf top-k: every selected leaf ends with exactly ``floor(s * size)`` zeros."""
+    return tree_map_masked(lambda _, s: _keep_top(s, jnp.asarray(sparsity)), scores, scores)
+
+
+def global_masks(scores: Any, sparsity: float | jax.Array) -> Any:
+    """One threshold over all selected leaves: ``floor(s * total)`` lowest scores pruned."""
+    leaves = [s.ravel() for s in jax.tree.leaves(scores)]
+    if not leaves:
+        return scores
+    everything = jnp.concatenate(leaves)
+    flat_mask = _keep_top(everything, jnp.asarray(sparsity))
+    out, offset = [], 0
+    for leaf in jax.tree.leaves(scores):
+        out.append(flat_mask[offset:offset + leaf.size].reshape(leaf.shape))
+        offset += leaf.size
+    treedef = jax.tree.structure(scores)
+    return jax.tree.unflatten(treedef, out)
+
+
+def n_m_mask(score: jax.Array, n: int, m: int, axis: int = 0) -> jax.Array:
+    """Keeps the ``n`` largest of every ``m`` consecutive entries along ``axis``.
+
+    For a Dense kernel ``[in, out]`` and ``axis=0`` this is the 2:4 pattern
+    sparse tensor cores accelerate (groups along the reduction dimension).
+    """
+    check_n_m(n, m)
+    moved = jnp.moveaxis(score, axis, -1)
+    if moved.shape[-1] % m:
+        raise ConfigError(f"N:M sparsity needs the pruned dimension ({moved.shape[-1]}) to be a multiple of M={m}")
+    groups = moved.reshape(*moved.shape[:-1], -1, m)
+    rank = jnp.argsort(jnp.argsort(groups, axis=-1, stable=True), axis=-1, stable=True)
+    keep = (rank >= m - n).reshape(moved.shape)
+    return jnp.moveaxis(keep, -1, axis)
+
+
+def magnitude_scores(params: Any, masks: Any) -> Any:
+    return tree_map_masked(lambda _, p: jnp.abs(p), masks, params)
+
+
+def random_scores(params: Any, masks: Any, key: jax.Array) -> Any:
+    leaves = jax.tree.leaves(masks)
+    keys = iter(jax.random.split(key, max(len(leaves), 1)))
+    return tree_map_masked(lambda _, p: jax.random.uniform(next(keys), p.shape), masks, params)
+
+
+def saliency_scores(params: Any, grads: Any, masks: Any) -> Any:
+    """First-order Taylor saliency ``|w * dL/dw|``."""
+    return tree_map_masked(lambda _, p, g: jnp.abs(p * g), masks, params, grads)
+
+
+def sparsity_summary(params: Any, masks: Any | None = None) -> dict[str, Any]:
+    """Per-leaf and global zero fractions over the selected leaves (all leaves if no masks).
+
+    Returns:
+      ``{"layers": {path: {"size", "zeros", "sparsity"}}, "global": {...}}``
+      where ``global`` covers the listed layers.
+    """
+    host = jax.device_get(params)
+    flat = jax.tree_util.tree_flatten_with_path(host)[0]
+    mask_leaves = [True] * len(flat) if masks is None else jax.tree.leaves(masks, is_leaf=_is_none)
+    rows: dict[str, dict[str, float]] = {}
+    for (path, leaf), mask in zip(flat, mask_leaves, strict=True):
+        if mask is None:
+            continue
+        leaf = np.asarray(leaf)
+        zeros = int(leaf.size - np.count_nonzero(leaf))
+        rows[path_str(path)] = {"size": int(leaf.size), "zeros": zeros, "sparsity": zeros / max(leaf.size, 1)}
+    size = sum(r["size"] for r in rows.values())
+    zeros = sum(r["zeros"] for r in rows.values())
+    return {"layers": rows, "global": {"size": size, "zeros": zeros, "sparsity": zeros / max(size, 1)}}

@@ -1,0 +1,245 @@
+"""Unstructured and N:M pruning as an optax wrapper, and as a one-shot compression step.
+
+``wrap(tx, pruner)`` returns an optax transformation whose state carries the
+masks (and movement scores) next to the inner optimiser's state, so pruning
+runs inside the core loop's jitted step on any mesh and is checkpointed with
+it. After every update the pruned weights are exactly zero: the wrapper turns
+their update into ``-w``.
+
+Example::
+
+    pruner = Pruner(score="magnitude", schedule=Schedule("gradual", 0.9, 0, 1000))
+    tx = wrap(optax.adamw(1e-3), pruner)
+
+References:
+  Zhu & Gupta, "To prune, or not to prune", arXiv 1710.01878; Sanh, Wolf &
+  Rush, "Movement Pruning", NeurIPS 2020; Han et al., NeurIPS 2015;
+  Mishra et al., arXiv 2104.08378 (N:M).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxcompress.compress import masks as M
+from jaxcompress.compress.artifact import Compressed, register_decoder
+from jaxcompress.compress.methods import register_method
+from jaxcompress.compress.paths import map_with_path, select
+from jaxcompress.compress.schedules import Schedule
+from jaxcompress.compress.storage import bitmask, dense
+from jaxcompress.errors import ConfigError
+
+SCOPES = ("layerwise", "global")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pruner:
+    """What to prune, how to score it, and when.
+
+    Attributes:
+      score: one of ``magnitude``, ``random``, ``saliency`` (|w * grad|),
+        ``movement`` (accumulated ``-grad * w``, top-k), ``soft_movement``
+        (accumulated scores above ``threshold``; sparsity follows from the
+        scores and an L1 pull ``soft_l1`` instead of a fixed target).
+      schedule: when and to what sparsity masks are recomputed.
+      scope: ``layerwise`` (each leaf exactly at the target) or ``global``
+        (one threshold over all selected leaves).
+      include, exclude: regexes over parameter paths (see ``paths.select``).
+      n, m: N:M structured sparsity along the input dimension when ``m > 0``
+        (the schedule's sparsity is then ignored: it is ``1 - n/m``).
+      seed: randomness of ``random`` scores.
+      threshold, soft_l1: soft movement's score threshold and L1 strength.
+    """
+
+    score: str = "magnitude"
+    schedule: Schedule = Schedule("one_shot", 0.5)
+    scope: str = "layerwise"
+    include: tuple[str, ...] = (".*",)
+    exclude: tuple[str, ...] = ()
+    n: int = 0
+    m: int = 0
+    seed: int = 0
+    threshold: float = 0.0
+    soft_l1: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.score not in M.SCORES:
+            raise ConfigError(f"prune.method must be one of {', '.join(M.SCORES)}, got {self.score!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"prune.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        if self.m:
+            M.check_n_m(self.n, self.m)
+
+    @property
+    def uses_scores(self) -> bool:
+        return self.score in ("movement", "soft_movement")
+
+    def masks_for(self, scores: Any, step: jax.Array) -> Any:
+        """Masks from scores at the schedule's current target."""
+        if self.m:
+            return M.tree_map_masked(lambda _, s: M.n_m_mask(s, self.n, self.m, axis=0), scores, scores)
+        if self.score == "soft_movement":
+            return M.tree_map_masked(lambda _, s: s >= self.threshold, scores, scores)
+        target = self.schedule.target(step)
+        if self.scope == "global":
+            return M.global_masks(scores, target)
+        return M.layerwise_masks(scores, target)
+
+
+class PruneState(NamedTuple):
+    """Optimiser state of :func:`wrap`: masks and scores mirror the params (None: not pruned)."""
+
+    inner: Any
+    masks: Any
+    scores: Any
+    count: jax.Array
+
+
+def wrap(tx: optax.GradientTransformation, pruner: Pruner) -> optax.GradientTransformationExtraArgs:
+    """Adds masks, scores and a schedule to ``tx``; pruned weights stay exactly zero."""
+    inner = optax.with_extra_args_support(tx)
+
+    def init(params: Any) -> PruneState:
+        selection = select(params, pruner.include, pruner.exclude, field="prune.include")
+        masks = M.ones_like_selected(params, selection)
+        scores = (M.tree_map_masked(lambda _, p: jnp.zeros(p.shape, jnp.float32), masks, params)
+                  if pruner.uses_scores else None)
+        return PruneState(inner.init(params), masks, scores, jnp.zeros((), jnp.int32))
+
+    def update(grads: Any, state: PruneState, params: Any = None, **extra: Any) -> tuple[Any, PruneState]:
+        if params is None:
+            raise ValueError("the pruning wrapper needs params: call tx.update(grads, state, params)")
+        updates, inner_state = inner.update(grads, state.inner, params, **extra)
+        scores = state.scores
+        if pruner.uses_scores:
+            # dL/dS under a straight-through mask is dL/dW' * W; descending it
+            # accumulates -grad * w (movement), minus soft movement's L1 pull.
+            def accumulate(_, s, g, p):
+                pull = pruner.soft_l1 * jax.nn.sigmoid(s) * (1 - jax.nn.sigmoid(s))
+                return s - g.astype(jnp.float32) * p.astype(jnp.float32) - pull
+
+            scores = M.tree_map_masked(accumulate, state.masks, scores, grads, params)
+        candidate = optax.apply_updates(params, updates)
+
+        def recompute() -> Any:
+            if pruner.score == "magnitude":
+                current = M.magnitude_scores(candidate, state.masks)
+            elif pruner.score == "random":
+                current = M.random_scores(candidate, state.masks,
+                                          jax.random.fold_in(jax.random.key(pruner.seed), state.count))
+            elif pruner.score == "saliency":
+                current = M.saliency_scores(params, grads, state.masks)
+            else:
+                current = scores
+            return pruner.masks_for(current, state.count)
+
+        masks = jax.lax.cond(pruner.schedule.is_update(state.count) | (pruner.score == "soft_movement"),
+                             recompute, lambda: state.masks)
+        # Pruned weights end the step at exactly zero.
+        updates = jax.tree.map(lambda u, p, m: u if m is None else jnp.where(m, u, -p),
+                               updates, params, masks, is_leaf=lambda x: x is None)
+        return updates, PruneState(inner_state, masks, scores, state.count + 1)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def find_prune_state(opt_state: Any) -> PruneState | None:
+    """The :class:`PruneState` inside an optimiser state, if any."""
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, PruneState))
+             if isinstance(s, PruneState)]
+    return found[0] if found else None
+
+
+# ----------------------------------------------------------------------------
+# One-shot pruning of a trained model (``jaxcompress compress --method prune``)
+
+
+@register_decoder("bitmask")
+def _decode_bitmask(parts: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    size = int(np.prod(shape))
+    keep = np.unpackbits(parts["bits"], count=size).astype(bool)
+    out = np.zeros(size, parts["values"].dtype)
+    out[keep] = parts["values"]
+    return out.reshape(shape)
+
+
+def encode_sparse(path: str, value: np.ndarray) -> tuple[Any, tuple[str, dict[str, np.ndarray]]]:
+    """The cheaper of dense and bitmask-sparse storage for one leaf, with its encoding."""
+    as_bitmask = bitmask(path, value)
+    as_dense = dense(path, value)
+    if as_bitmask.total_bytes < as_dense.total_bytes:
+        flat = value.ravel()
+        return as_bitmask, ("bitmask", {"bits": np.packbits(flat != 0), "values": flat[flat != 0]})
+    return as_dense, ("dense", {"values": value})
+
+
+def prune_params(params: Any, pruner: Pruner, grads: Any | None = None) -> tuple[Any, Any]:
+    """One-shot: masks at the schedule's final sparsity, and the masked params."""
+    selection = select(params, pruner.include, pruner.exclude, field="include")
+    masks = M.ones_like_selected(params, selection)
+    if pruner.score == "magnitude":
+        scores = M.magnitude_scores(params, masks)
+    elif pruner.score == "random":
+        scores = M.random_scores(params, masks, jax.random.key(pruner.seed))
+    elif pruner.score == "saliency":
+        if grads is None:
+            raise ConfigError("saliency pruning needs gradients; use magnitude or random for one-shot pruning")
+        scores = M.saliency_scores(params, grads, masks)
+    else:
+        raise ConfigError(f"{pruner.score} pruning learns scores during training: use it through "
+                          f"`jaxcompress train ... --set prune.method={pruner.score}`")
+    one_shot = dataclasses.replace(pruner, schedule=Schedule("one_shot", pruner.schedule.sparsity))
+    masks = one_shot.masks_for(scores, jnp.asarray(0))
+    return masks, M.apply_masks(params, masks)
+
+
+@register_method("prune")
+def prune_step(artifact: Compressed, options: dict[str, Any]) -> Compressed:
+    """Options: method (magnitude|random), sparsity, scope, include, exclude, n, m, seed."""
+    allowed = {"method", "sparsity", "scope", "include", "exclude", "n", "m", "seed"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ConfigError(f"unknown prune option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    sparsity = float(options.get("sparsity", 0.5))
+    M.check_sparsity(sparsity, "prune.sparsity")
+    pruner = Pruner(score=options.get("method", "magnitude"), schedule=Schedule("one_shot", sparsity),
+                    scope=options.get("scope", "layerwise"), include=_as_rules(options.get("include", ".*")),
+                    exclude=_as_rules(options.get("exclude", ())), n=int(options.get("n", 0)),
+                    m=int(options.get("m", 0)), seed=int(options.get("seed", 0)))
+    masks, pruned = prune_params(jax.tree.map(jnp.asarray, artifact.params), pruner)
+    pruned = jax.tree.map(np.asarray, pruned)
+    updates = {}
+    for (path, leaf), mask in zip(_flat(pruned), jax.tree.leaves(masks, is_leaf=lambda x: x is None)):
+        if mask is not None:
+            updates[path] = encode_sparse(path, leaf)
+    step = {"method": "prune", "score": pruner.score, "sparsity": sparsity, "scope": pruner.scope,
+            "n": pruner.n, "m": pruner.m, "include": list(pruner.include), "exclude": list(pruner.exclude)}
+    return artifact.with_leaves(step, pruned, updates)
+
+
+def _flat(tree: Any) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    map_with_path(lambda path, leaf: out.append((path, leaf)), tree)
+    return out
+
+
+def _as_rules(value: Any) -> tuple[str, ...]:
+    """One regex (use ``a|b`` for alternatives) or a sequence of them; '' means none."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(value)
+
+
+def pruner_from_config(cfg: Any, total_steps: int) -> Pruner:
+    """A :class:`Pruner` from a ``PruneConfig`` (``end_step=-1``: 3/4 of training)."""
+    end = cfg.end_step if cfg.end_step >= 0 else max(int(0.75 * total_steps), cfg.start_step + 1)
+    schedule = Schedule(cfg.schedule, cfg.sparsity, cfg.start_step, end, cfg.frequency, cfg.rounds)
+    return Pruner(score=cfg.method, schedule=schedule, scope=cfg.scope, include=_as_rules(cfg.include),
+                  exclude=_as_rules(cfg.exclude), n=cfg.n, m=cfg.m, threshold=cfg.threshold,
+                  soft_l1=cfg.soft_l1)
