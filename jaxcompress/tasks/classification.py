@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcompress.errors import ConfigError, DataError
-from jaxcompress.nn import MLPClassifier
+from jaxcompress.errors import DataError
+from jaxcompress.nn.classifiers import build_classifier
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
 
@@ -31,14 +31,11 @@ class ClassificationTask(Task):
             if data_info.get(key) is None:
                 raise DataError(f"dataset {config.data.name!r} cannot be used for classification: "
                                 f"it does not declare {key} (needs a ClassLabel and supervised keys)")
-        if not hasattr(config.model, "hidden_sizes"):
-            raise ConfigError(f"task 'classify' needs an MLP model config, got {type(config.model).__name__}")
         self.input_key = data_info["input_key"]
         self.label_key = data_info["label_key"]
         self.input_shape = tuple(data_info["input_shape"])
-        self.model = MLPClassifier(hidden_sizes=tuple(config.model.hidden_sizes),
-                                   num_classes=int(data_info["num_classes"]),
-                                   dropout=config.model.dropout)
+        # An MLPConfig builds the MLP, a CNNConfig the CNN; anything else is a ConfigError.
+        self.model = build_classifier(config.model, int(data_info["num_classes"]))
 
     def prepare_batch(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = {"input": np.asarray(raw[self.input_key], np.float32),
