@@ -74,6 +74,15 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--list", action="store_true", help="list the experiments and exit")
 
+    compress = sub.add_parser("compress", help="compress a trained model and report sizes, speed and accuracy")
+    compress.add_argument("--workdir", help="a `jaxcompress train` work directory")
+    compress.add_argument("--method", dest="methods", action="append", default=[], metavar="NAME",
+                          help="compression method, applied in the order given (repeatable; see --list)")
+    compress.add_argument("--set", dest="settings", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                          help="a method option, e.g. --set prune.sparsity=0.9")
+    compress.add_argument("--out", help="report and compact model (default: WORKDIR/compressed/<methods>)")
+    compress.add_argument("--list", action="store_true", help="list the methods and exit")
+
     info = sub.add_parser("model-info", help="parameter counts and FLOPs of a preset's model")
     info.add_argument("preset")
     info.add_argument("--json", action="store_true")
@@ -157,6 +166,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from jaxcompress.compress.methods import method_names
+
+    if args.list:
+        print("\n".join(method_names()))
+        return 0
+    if not args.workdir:
+        raise UserError("compress needs --workdir DIR: a `jaxcompress train` work directory")
+    from jaxcompress.compress.pipeline import compress_workdir
+    from jaxcompress.compress.report import markdown_table
+
+    report = compress_workdir(args.workdir, args.methods, args.settings, args.out)
+    print(markdown_table([report]), end="")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jaxcompress.demo import run_demo
 
@@ -171,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     handlers = {"train": _cmd_train, "data": _cmd_data, "model-info": _cmd_model_info, "demo": _cmd_demo,
-                "run": _cmd_run}
+                "run": _cmd_run, "compress": _cmd_compress}
     from jaxcompress.train.loop import TrainingInterrupted
 
     try:

@@ -1,0 +1,193 @@
+"""Compress a trained work directory: restore, apply methods in order, evaluate, report.
+
+This is what ``jaxcompress compress --workdir DIR --method prune --method quantize``
+runs. The trained model is restored from its newest checkpoint with the same
+config it was trained with (``DIR/config.json``); each method maps the
+:class:`Compressed` artifact to a new one; the result is evaluated on the
+config's evaluation split, timed, reported and saved in compact form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import typing
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxcompress import data as data_lib
+from jaxcompress.compress.artifact import Compressed
+from jaxcompress.compress.methods import get_method
+from jaxcompress.compress.report import compression_report, markdown_table, measure_latency, plot_accuracy_vs_size
+from jaxcompress.compress.structured import apply_model_changes
+from jaxcompress.config import Config, get_preset, PRESETS, validate
+from jaxcompress.errors import CheckpointError, ConfigError
+from jaxcompress.train.checkpoint import CheckpointStore
+from jaxcompress.train.loop import Steps, evaluate
+from jaxcompress.train.optim import make_optimizer
+from jaxcompress.train.sharding import build_mesh
+from jaxcompress.train.task import Task, make_task
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuilds a :class:`Config` from ``config.json`` (the preset supplies the model type)."""
+    config = get_preset(values["name"]) if values.get("name") in PRESETS else Config()
+
+    def assign(node: Any, tree: dict[str, Any], prefix: str) -> None:
+        hints = typing.get_type_hints(type(node))
+        for field in dataclasses.fields(node):
+            if field.name not in tree:
+                continue
+            value, current = tree[field.name], getattr(node, field.name)
+            if dataclasses.is_dataclass(current) and isinstance(value, dict):
+                assign(current, value, prefix + field.name + ".")
+            elif typing.get_origin(hints[field.name]) is tuple:
+                setattr(node, field.name, _as_tuple(value))
+            else:
+                setattr(node, field.name, value)
+
+    assign(config, values, "")
+    validate(config)
+    return config
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A model restored from a training work directory."""
+
+    config: Config
+    task: Task
+    params: Any
+    steps: Steps
+
+
+def _steps_for(config: Config, task: Task, example: dict[str, np.ndarray], with_optimizer: bool) -> Steps:
+    tx = make_optimizer(config.optim, config.steps) if with_optimizer else optax.identity()
+    if with_optimizer and config.prune.method != "none":
+        from jaxcompress.compress.pruning import pruner_from_config, wrap
+
+        tx = wrap(tx, pruner_from_config(config.prune, config.steps))
+    return Steps(task, task.wrap_optimizer(tx), lambda step: 0.0, example, build_mesh(config.mesh),
+                 config.logical_rules, config.seed)
+
+
+def load_trained(workdir: str | pathlib.Path) -> TrainedModel:
+    """Restores the newest checkpoint of a ``jaxcompress train`` work directory."""
+    workdir = pathlib.Path(workdir)
+    try:
+        config = config_from_dict(json.loads((workdir / "config.json").read_text()))
+    except FileNotFoundError:
+        raise CheckpointError(f"{workdir} is not a training work directory (no config.json); "
+                              f"train first with `jaxcompress train CONFIG --workdir {workdir}`") from None
+    info = data_lib.dataset_info(config.data.name, config.data.data_dir or None)
+    task = make_task(config, info)
+    source = data_lib.load_split(config.data.name, config.data.train_split, config.data.data_dir or None)
+    example = task.prepare_batch(source.read(np.arange(1)))
+    steps = _steps_for(config, task, example, with_optimizer=True)
+    restored = CheckpointStore(workdir / "checkpoints", keep=config.keep_checkpoints).restore_latest(
+        steps.abstract_state)
+    if restored is None:
+        raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}; train first")
+    _, state = restored
+    return TrainedModel(config, task, jax.device_get(state.params), steps)
+
+
+def parse_method_options(methods: list[str], settings: list[str]) -> dict[str, dict[str, Any]]:
+    """``["prune.sparsity=0.9", ...]`` -> ``{"prune": {"sparsity": 0.9}}`` with literal values."""
+    options: dict[str, dict[str, Any]] = {name: {} for name in methods}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        method, dot, option = key.strip().partition(".")
+        if not sep or not dot or not option:
+            raise ConfigError(f"--set {item!r} must look like METHOD.OPTION=VALUE (e.g. prune.sparsity=0.9)")
+        if method not in options:
+            raise ConfigError(f"--set {item!r} names method {method!r}, which is not among --method "
+                              f"{', '.join(methods)}")
+        options[method][option] = _literal(raw.strip())
+    return options
+
+
+def _literal(raw: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    return raw
+
+
+def evaluate_params(config: Config, params: Any) -> tuple[dict[str, float], float, float]:
+    """Evaluation metrics, forward FLOPs per example and median batch latency of ``params``.
+
+    ``config`` must already describe the model ``params`` belong to (after any
+    structural changes).
+    """
+    info = data_lib.dataset_info(config.data.name, config.data.data_dir or None)
+    task = make_task(config, info)
+    eval_source = data_lib.load_split(config.data.name, config.data.eval_split or config.data.train_split,
+                                      config.data.data_dir or None)
+    example = task.prepare_batch(eval_source.read(np.arange(1)))
+    steps = _steps_for(config, task, example, with_optimizer=False)
+    device_params = jax.device_put(jax.tree.map(jnp.asarray, params), steps.state_shardings.params)
+    metrics = evaluate(steps, task, device_params, eval_source, config.data.eval_batch_size)
+    fn, inputs = task.forward_for_flops()
+    forward = jax.jit(fn)
+    cost = forward.lower(device_params, *inputs).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    batch = jax.tree.map(lambda x: jnp.zeros((config.data.eval_batch_size,) + x.shape[1:], x.dtype), inputs)
+    latency = measure_latency(forward, device_params, *batch)
+    return metrics, float(cost.get("flops", float("nan"))), latency
+
+
+def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: list[str],
+                     out: str | pathlib.Path | None = None, name: str | None = None) -> dict[str, Any]:
+    """Applies ``methods`` in order to a trained model and writes the report and the compact model.
+
+    Writes ``OUT/report.json``, ``OUT/report.md``, ``OUT/accuracy_vs_size.png`` and
+    ``OUT/model/`` (compact form). ``OUT`` defaults to ``WORKDIR/compressed/<methods>``.
+    """
+    if not methods:
+        raise ConfigError("compress needs at least one --method")
+    options = parse_method_options(methods, settings)
+    steps_fns = [get_method(m) for m in methods]  # unknown names fail before any work
+    trained = load_trained(workdir)
+    name = name or "+".join(methods)
+    out = pathlib.Path(out) if out else pathlib.Path(workdir) / "compressed" / name
+    out.mkdir(parents=True, exist_ok=True)
+
+    baseline = Compressed.from_params(trained.params)
+    artifact = baseline
+    for method, fn in zip(methods, steps_fns):
+        extra = {"model_config": apply_model_changes(trained.config, artifact.model_changes).model} \
+            if method == "structured" else {}
+        artifact = fn(artifact, {**options[method], **extra})
+
+    before = evaluate_params(trained.config, baseline.params)
+    after = evaluate_params(apply_model_changes(trained.config, artifact.model_changes), artifact.params)
+    report = compression_report(name, baseline, artifact, metrics_before=before[0], metrics_after=after[0],
+                                flops_before=before[1], flops_after=after[1],
+                                latency_before_s=before[2], latency_after_s=after[2])
+    artifact.save(out / "model")
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
+    (out / "report.md").write_text(f"# Compression report: {name}\n\n" + markdown_table([report]))
+    plot_accuracy_vs_size([report], out / "accuracy_vs_size.png", title=f"{trained.config.name}: {name}")
+    return report
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
