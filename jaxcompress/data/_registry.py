@@ -50,6 +50,11 @@ class EmbeddedDataset:
 
 _EMBEDDED: dict[str, EmbeddedDataset] = {
     "digits": EmbeddedDataset("digits", "jaxcompress.data.builders.digits:JaxcompressDigits"),
+    "pydocs": EmbeddedDataset("pydocs", "jaxcompress.data.builders.pydocs:JaxcompressPydocs"),
+    "pydocs_pretrain": EmbeddedDataset("pydocs_pretrain",
+                                       "jaxcompress.data.builders.pydocs_pretrain:JaxcompressPydocsPretrain"),
+    "pydocs_topic": EmbeddedDataset("pydocs_topic", "jaxcompress.data.builders.pydocs_topic:JaxcompressPydocsTopic"),
+    "pydocs_pair": EmbeddedDataset("pydocs_pair", "jaxcompress.data.builders.pydocs_pair:JaxcompressPydocsPair"),
 }
 
 
