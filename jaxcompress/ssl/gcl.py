@@ -1,0 +1,171 @@
+"""Graph contrastive learning frameworks: GraphCL, GRACE and local-global (InfoGraph/MVGRL).
+
+One shared encoder embeds two augmented views of every graph in a padded
+batch; a framework picks what is contrasted:
+
+* ``graphcl``: projected graph embeddings, NT-Xent across the batch;
+* ``grace``: projected node embeddings, InfoNCE with intra- and inter-view
+  negatives inside each graph;
+* ``local_global``: node embeddings of one view against graph summaries of
+  the other (both directions), Jensen-Shannon estimator, other graphs of the
+  batch as negatives.
+
+Everything is a pure function of (params, batch arrays, rng) so the training
+loop jits, shards and differentiates it.
+
+References:
+  You et al., NeurIPS 2020 (GraphCL); Zhu et al., 2020 (GRACE); Sun et al.,
+  ICLR 2020 (InfoGraph); Hassani & Khasahmadi, ICML 2020 (MVGRL); Lin et al.,
+  ICLR 2023 (SPAN views).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+
+from jaxcompress.graph import batching as gb
+from jaxcompress.nn.graph import GraphEncoder, ProjectionHead
+from jaxcompress.ssl import gcl_losses
+from jaxcompress.ssl.graph_augment import TOPOLOGY, augment
+
+FRAMEWORKS = ("graphcl", "grace", "local_global")
+
+
+@dataclasses.dataclass(frozen=True)
+class GCLSettings:
+    """Static settings of one framework (hashable: they are closed over under jit)."""
+
+    framework: str = "graphcl"
+    encoder: str = "gin"
+    hidden: int = 32
+    num_layers: int = 3
+    readout: str = "sum"
+    activation: str = "relu"
+    concat_layers: bool = True
+    proj_hidden: int = 32
+    proj_dim: int = 32
+    temperature: float = 0.2
+    symmetric: bool = False
+    augmentation: str = "edge_drop"
+    aug_ratio: float = 0.2
+    feature_mask: float = 0.0
+    feature_mask_2: float = -1.0  # second view's rate; < 0 means the same as the first
+    extra_edges: int = 16
+
+    def __post_init__(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
+        if self.augmentation not in TOPOLOGY:
+            raise ValueError(f"augmentation must be one of {TOPOLOGY}, got {self.augmentation!r}")
+
+    @property
+    def uses_span(self) -> bool:
+        return self.augmentation in ("span", "span_uniform")
+
+
+class GCLModel(nn.Module):
+    """Shared encoder plus the projection heads the framework needs.
+
+    Shapes: slot-batched GraphsTuple -> dict with ``nodes`` [B, N, D],
+    ``graphs`` [B, D] and the projected ``node_proj`` / ``graph_proj``.
+
+    References:
+      You et al., NeurIPS 2020; Zhu et al., 2020; Sun et al., ICLR 2020.
+    """
+
+    settings: GCLSettings
+
+    @nn.compact
+    def __call__(self, graph: jraph.GraphsTuple) -> dict[str, jax.Array]:
+        s = self.settings
+        encoder = GraphEncoder(s.encoder, s.hidden, s.num_layers, s.readout, s.activation, s.concat_layers,
+                               name="encoder")
+        nodes, graphs = encoder(graph)
+        out = {"nodes": nodes, "graphs": graphs}
+        if s.framework in ("graphcl", "local_global"):
+            out["graph_proj"] = ProjectionHead(s.proj_hidden, s.proj_dim, name="graph_head")(graphs)
+        if s.framework in ("grace", "local_global"):
+            out["node_proj"] = ProjectionHead(s.proj_hidden, s.proj_dim, name="node_head")(nodes)
+        return out
+
+
+def _slots(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    max_nodes, max_edges = batch[gb.NODE_FEATURES].shape[1], batch[gb.EDGES].shape[1]
+    nodes_mask = gb.node_mask(batch[gb.NUM_NODES], max_nodes)
+    edges_mask = gb.edge_mask(batch[gb.NUM_EDGES], max_edges)
+    return {"features": batch[gb.NODE_FEATURES].astype(jnp.float32), "nodes_mask": nodes_mask,
+            "edges": batch[gb.EDGES].astype(jnp.int32), "edges_mask": edges_mask,
+            "adjacency": gb.dense_adjacency(batch[gb.EDGES], edges_mask, max_nodes),
+            "num_edges": batch[gb.NUM_EDGES].astype(jnp.float32)}
+
+
+def make_views(settings: GCLSettings, batch: dict[str, jax.Array], rng: jax.Array
+               ) -> tuple[jraph.GraphsTuple, jraph.GraphsTuple, dict[str, jax.Array]]:
+    """Two augmented views of every graph of a padded batch, and flip statistics."""
+    slots = _slots(batch)
+    size = slots["features"].shape[0]
+    keys = jax.random.split(rng, 2 * size)
+    keys = keys.reshape((2, size) + keys.shape[1:])  # typed keys [2B] or raw uint32 keys [2B, 2]
+    graphs, stats = [], {}
+    for view in (0, 1):
+        span_p = batch.get(f"span_p{view + 1}") if settings.uses_span else None
+        rate = settings.feature_mask if (view == 0 or settings.feature_mask_2 < 0) else settings.feature_mask_2
+
+        def one(key, features, nodes_mask, edges, edges_mask, adjacency, num_edges, probabilities):
+            return augment(key, settings.augmentation, features, nodes_mask, edges, edges_mask, adjacency,
+                           num_edges, settings.aug_ratio, rate, settings.extra_edges, probabilities)
+
+        in_axes = (0, 0, 0, 0, 0, 0, 0, 0 if span_p is not None else None)
+        v = jax.vmap(one, in_axes=in_axes)(keys[view], slots["features"], slots["nodes_mask"], slots["edges"],
+                                           slots["edges_mask"], slots["adjacency"], slots["num_edges"], span_p)
+        graphs.append(gb.graphs_tuple(v.features, v.nodes_mask, v.edges, v.weights))
+        stats[f"flips_view{view + 1}"] = v.flips
+        stats[f"overflow_view{view + 1}"] = v.overflow
+    return graphs[0], graphs[1], stats
+
+
+def contrastive_loss(settings: GCLSettings, out1: dict[str, jax.Array], out2: dict[str, jax.Array],
+                     g1: jraph.GraphsTuple, g2: jraph.GraphsTuple) -> tuple[jax.Array, jax.Array]:
+    """(scalar loss, per-graph loss [B]) of the framework on two encoded views."""
+    valid = g1.globals["mask"] * g2.globals["mask"]
+    if settings.framework == "graphcl":
+        return gcl_losses.nt_xent(out1["graph_proj"], out2["graph_proj"], settings.temperature, valid,
+                                  settings.symmetric)
+    if settings.framework == "grace":
+        # Nodes dropped from either view are no anchors (GRACE keeps all nodes; node drop is optional here).
+        both = g1.nodes["mask"] * g2.nodes["mask"]
+        _, per_node = jax.vmap(gcl_losses.grace_loss, in_axes=(0, 0, None, 0))(
+            out1["node_proj"], out2["node_proj"], settings.temperature, both)
+        per_graph = per_node.sum(1) / jnp.maximum(both.sum(1), 1.0) * valid
+        loss = per_node.sum() / jnp.maximum(both.sum(), 1.0)
+        return loss, per_graph
+    loss_a, per_a = gcl_losses.local_global_jsd(out1["node_proj"], out2["graph_proj"], g1.nodes["mask"], valid)
+    loss_b, per_b = gcl_losses.local_global_jsd(out2["node_proj"], out1["graph_proj"], g2.nodes["mask"], valid)
+    return 0.5 * (loss_a + loss_b), 0.5 * (per_a + per_b)
+
+
+def objective(model: GCLModel, params: Any, batch: dict[str, jax.Array], rng: jax.Array
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Training loss and metrics of one padded batch (views sampled from ``rng``)."""
+    g1, g2, stats = make_views(model.settings, batch, rng)
+    out1 = model.apply({"params": params}, g1)
+    out2 = model.apply({"params": params}, g2)
+    loss, per_graph = contrastive_loss(model.settings, out1, out2, g1, g2)
+    real = jnp.maximum((batch[gb.NUM_EDGES] >= 0).sum(), 1)
+    metrics = {"loss": loss,
+               "flips_view1": stats["flips_view1"].sum() / real, "flips_view2": stats["flips_view2"].sum() / real,
+               "overflow": (stats["overflow_view1"].sum() + stats["overflow_view2"].sum()) / real}
+    return loss, metrics
+
+
+def embed(model: GCLModel, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Encoder outputs of the un-augmented graphs: ``nodes`` [B, N, D], ``graphs`` [B, D]."""
+    graph = gb.batch_graphs_tuple(batch)
+    out = model.apply({"params": params}, graph)
+    return {"nodes": out["nodes"], "graphs": out["graphs"]}
