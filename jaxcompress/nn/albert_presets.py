@@ -1,0 +1,103 @@
+"""Presets of the ALBERT and BERT encoders: the paper's sizes and tiny CPU ones.
+
+Paper sizes (Lan et al. 2020, Table 1): vocabulary 30,000, 512 positions,
+ALBERT's embedding width E = 128, BERT's E = H. The full-size presets carry
+the paper's pretraining recipe (LAMB, learning rate 0.00176, batch 4096,
+3,125 warm-up steps, 125k steps, linear decay) and point at the embedded
+``pydocs_pretrain`` corpus; swap ``data.name`` for a real corpus to
+pretrain them for real. ``jaxcompress model-info PRESET`` counts any of
+them without allocating it.
+
+The tiny presets (``albert-tiny``, ``bert-tiny``) train in minutes on two CPU
+cores: H = 64, 4 layers, the 8k SentencePiece vocabulary of the embedded
+corpus and 128 positions.
+
+References:
+  Lan et al., "ALBERT: A Lite BERT for Self-supervised Learning of Language
+  Representations", ICLR 2020, Table 1 and sec. 4.1.
+"""
+
+from __future__ import annotations
+
+from jaxcompress.config import Config, DataConfig, OptimConfig, register_preset
+from jaxcompress.nn.albert import AlbertConfig
+
+#: The pretraining task (masked LM + sentence-order prediction) and its corpus.
+PRETRAIN_TASK = "mlm_sop"
+PRETRAIN_DATA = "pydocs_pretrain"
+PAPER_VOCAB = 30000
+
+#: name -> (hidden, layers, heads, intermediate, sharing, embedding width)
+PAPER_SIZES: dict[str, tuple[int, int, int, int, str, int]] = {
+    "bert-base": (768, 12, 12, 3072, "none", 768),
+    "bert-large": (1024, 24, 16, 4096, "none", 1024),
+    "albert-base": (768, 12, 12, 3072, "all", 128),
+    "albert-large": (1024, 24, 16, 4096, "all", 128),
+    "albert-xlarge": (2048, 24, 16, 8192, "all", 128),
+    "albert-xxlarge": (4096, 12, 64, 16384, "all", 128),
+}
+
+
+def paper_model(name: str) -> AlbertConfig:
+    """The model config of one of :data:`PAPER_SIZES`.
+
+    BERT keeps its dropout (0.1 everywhere, exact GELU). ALBERT uses its code's
+    tanh GELU and no dropout, which the paper (sec. 4.8) and the v2 release
+    found better for the shared models.
+    """
+    hidden, layers, heads, intermediate, sharing, embedding = PAPER_SIZES[name]
+    bert = sharing == "none"
+    return AlbertConfig(vocab_size=PAPER_VOCAB, embedding_size=embedding, hidden_size=hidden, num_layers=layers,
+                        num_heads=heads, intermediate_size=intermediate, sharing=sharing, max_position=512,
+                        hidden_act="gelu" if bert else "gelu_tanh", dropout=0.1 if bert else 0.0,
+                        attention_dropout=0.1 if bert else 0.0, classifier_dropout=0.1)
+
+
+def _paper_preset(name: str) -> Config:
+    return Config(name=name, task=PRETRAIN_TASK, model=paper_model(name),
+                  data=DataConfig(name=PRETRAIN_DATA, batch_size=4096, eval_batch_size=4096),
+                  optim=OptimConfig(name="lamb", learning_rate=0.00176, schedule="linear", warmup_steps=3125,
+                                    weight_decay=0.01, grad_clip_norm=1.0),
+                  steps=125_000, eval_every=5000, checkpoint_every=5000, log_every=100)
+
+
+def _register_paper(name: str) -> None:
+    def factory() -> Config:
+        return _paper_preset(name)
+
+    factory.__doc__ = "{} at the paper's size (H={}, L={}, E={}, sharing={}): {}".format(
+        name, *[PAPER_SIZES[name][i] for i in (0, 1, 5, 4)], "LAMB recipe, 125k steps")
+    register_preset(name)(factory)
+
+
+for _name in PAPER_SIZES:
+    _register_paper(_name)
+
+
+def tiny_model(sharing: str) -> AlbertConfig:
+    """H = 64, 4 layers, 2 heads, 8k vocabulary, 128 positions; E = 32 when shared (ALBERT)."""
+    albert = sharing != "none"
+    return AlbertConfig(vocab_size=8000, embedding_size=32 if albert else 64, hidden_size=64, num_layers=4,
+                        num_heads=2, intermediate_size=256, sharing=sharing, max_position=128,
+                        hidden_act="gelu_tanh" if albert else "gelu", dropout=0.0 if albert else 0.1,
+                        attention_dropout=0.0, classifier_dropout=0.1)
+
+
+def _tiny_preset(name: str, sharing: str) -> Config:
+    return Config(name=name, task=PRETRAIN_TASK, model=tiny_model(sharing),
+                  data=DataConfig(name=PRETRAIN_DATA, batch_size=32, eval_batch_size=64),
+                  optim=OptimConfig(name="adamw", learning_rate=2e-3, schedule="linear", warmup_steps=30,
+                                    weight_decay=0.01),
+                  steps=300, eval_every=100, checkpoint_every=100, log_every=10)
+
+
+@register_preset("albert-tiny")
+def _albert_tiny() -> Config:
+    """Tiny ALBERT (H=64, L=4 shared, E=32): MLM+SOP on the embedded corpus, minutes on CPU."""
+    return _tiny_preset("albert-tiny", "all")
+
+
+@register_preset("bert-tiny")
+def _bert_tiny() -> Config:
+    """Tiny BERT (H=64, L=4 unshared, E=H): MLM+SOP on the embedded corpus, minutes on CPU."""
+    return _tiny_preset("bert-tiny", "none")
