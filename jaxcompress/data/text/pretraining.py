@@ -124,7 +124,8 @@ def choose_ngrams(words: Sequence[tuple[int, int]], budget: int, max_ngram: int,
     the budget is met.
 
     Args:
-      words: ``[start, end)`` token ranges of the words, in order.
+      words: ``[start, end)`` token ranges of the words, in order (a list of
+        pairs or an int array [W, 2]).
       budget: the number of tokens to predict.
       max_ngram: the largest n.
       rng: the random generator.
@@ -132,15 +133,19 @@ def choose_ngrams(words: Sequence[tuple[int, int]], budget: int, max_ngram: int,
     Returns:
       The chosen n-grams as ``(first word index, n)``, in the order chosen.
     """
-    if budget <= 0 or not words:
+    if budget <= 0 or len(words) == 0:
         return []
     probs = ngram_probabilities(max_ngram)
     count = len(words)
-    # run[w]: consecutive words from w that touch each other (no special token between), capped.
+    bounds = np.asarray(words, np.int64).reshape(count, 2)
+    # touches[w]: word w+1 starts where word w ends (no special token between).
+    touches = np.append(bounds[1:, 0] == bounds[:-1, 1], False)
+    # run[w] = n-grams available at w: 1 + the number of consecutive touches from w, capped.
     run = np.ones(count, np.int64)
-    for w in range(count - 2, -1, -1):
-        if words[w][1] == words[w + 1][0]:
-            run[w] = min(max_ngram, run[w + 1] + 1)
+    chain = np.ones(count, bool)
+    for k in range(max_ngram - 1):
+        chain &= np.append(touches[k:], np.zeros(k, bool))
+        run += chain
     covered = np.zeros(count, bool)
     chosen: list[tuple[int, int]] = []
     used = 0
