@@ -58,19 +58,43 @@ def check_n_m(n: int, m: int) -> None:
         raise ConfigError(f"N:M sparsity needs 0 < N < M, got {n}:{m}")
 
 
-def _kth_smallest(values: jax.Array, k: jax.Array) -> jax.Array:
-    """The k-th smallest entry (k counted from 1); -inf when k == 0."""
-    ordered = jnp.sort(values.ravel())
-    return jnp.where(k > 0, ordered[jnp.clip(k - 1, 0, ordered.size - 1)], -jnp.inf)
+def _order_keys(x: jax.Array) -> jax.Array:
+    """int32 keys ordered like the float32 values (the IEEE bit trick)."""
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
+    return jnp.where(bits >= 0, bits, bits ^ jnp.int32(0x7FFFFFFF))
+
+
+def _kth_smallest_key(keys: jax.Array, k: jax.Array) -> jax.Array:
+    """The k-th smallest key (k >= 1) by bisection over the int32 range.
+
+    32 counting passes over the array instead of a sort: on CPUs and TPUs this
+    is several times cheaper for the million-entry leaves of real models.
+    """
+    def body(_, bounds):
+        low, high = bounds
+        mid = (low >> 1) + (high >> 1) + (low & high & 1)  # floor((low + high) / 2) without overflow
+        enough = jnp.sum(keys <= mid) >= k
+        return jnp.where(enough, low, mid + 1), jnp.where(enough, mid, high)
+
+    low, _ = jax.lax.fori_loop(0, 32, body, (jnp.min(keys), jnp.max(keys)))
+    return low
 
 
 def _keep_top(score: jax.Array, sparsity: jax.Array) -> jax.Array:
-    """Mask keeping the highest-scoring ``1 - sparsity`` of one leaf (ties broken by position)."""
-    flat = score.ravel()
-    prune = jnp.floor(sparsity * flat.size).astype(jnp.int32)
-    # argsort of argsort ranks each entry; a stable sort breaks ties by position.
-    rank = jnp.argsort(jnp.argsort(flat, stable=True), stable=True)
-    return (rank >= prune).reshape(score.shape)
+    """Mask keeping the highest-scoring ``1 - sparsity`` of one leaf, exactly.
+
+    Exactly ``floor(sparsity * size)`` entries are pruned: the threshold is the
+    k-th smallest score, and entries tied with it are pruned in position order
+    until the count is met.
+    """
+    keys = _order_keys(score.ravel())
+    prune = jnp.floor(sparsity * keys.size).astype(jnp.int32)
+    threshold = _kth_smallest_key(keys, jnp.maximum(prune, 1))
+    below = keys < threshold
+    tied = keys == threshold
+    tie_rank = jnp.cumsum(tied) - 1
+    pruned = below | (tied & (tie_rank < prune - jnp.sum(below)))
+    return jnp.where(prune > 0, ~pruned, True).reshape(score.shape)
 
 
 def layerwise_masks(scores: Any, sparsity: float | jax.Array) -> Any:

@@ -125,13 +125,12 @@ def wrap(tx: optax.GradientTransformation, pruner: Pruner) -> optax.GradientTran
                 return s - g.astype(jnp.float32) * p.astype(jnp.float32) - pull
 
             scores = M.tree_map_masked(accumulate, state.masks, scores, grads, params)
-        candidate = optax.apply_updates(params, updates)
 
         def recompute() -> Any:
-            if pruner.score == "magnitude":
-                current = M.magnitude_scores(candidate, state.masks)
+            if pruner.score == "magnitude":  # of the weights this update produces
+                current = M.magnitude_scores(optax.apply_updates(params, updates), state.masks)
             elif pruner.score == "random":
-                current = M.random_scores(candidate, state.masks,
+                current = M.random_scores(params, state.masks,
                                           jax.random.fold_in(jax.random.key(pruner.seed), state.count))
             elif pruner.score == "saliency":
                 current = M.saliency_scores(params, grads, state.masks)

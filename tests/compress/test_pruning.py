@@ -183,3 +183,12 @@ def test_masks_in_optimizer_state_shard_like_their_weights():
     assert prune_state.masks["hidden_0"]["kernel"].sharding.spec == P("fsdp", "tensor")
     assert prune_state.scores["hidden_1"]["kernel"].sharding.spec == P("tensor", "fsdp")
     assert prune_state.masks["hidden_0"]["bias"] is None
+
+
+def test_exact_counts_with_ties_and_signed_scores():
+    scores = {"w": jnp.asarray(np.array([[-3e38, 0.0, 0.0, 0.0], [0.0, 2.0, 3e38, -1.0]], np.float32))}
+    for sparsity, expected_pruned in [(0.25, [(0, 0), (1, 3)]), (0.5, [(0, 0), (1, 3), (0, 1), (0, 2)])]:
+        mask = np.asarray(M.layerwise_masks(scores, sparsity)["w"])
+        assert (~mask).sum() == len(expected_pruned)
+        for index in expected_pruned:
+            assert not mask[index]
