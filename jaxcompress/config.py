@@ -103,6 +103,33 @@ class OptimConfig:
 
 
 @dataclasses.dataclass
+class TextConfig:
+    """Text tasks (``mlm_sop``, ``text_classification``, ``sentence_pair``): tokens, objectives, fields.
+
+    The tokenizer is SentencePiece, trained on the ``pydocs`` train split with
+    ``model.vocab_size`` pieces (at most) and cached under the data directory,
+    unless ``tokenizer_file`` names a model.
+    """
+
+    max_seq_length: int = option(128, help="tokens per example, [CLS] and [SEP] included (<= model.max_position)",
+                                 min=5)
+    lowercase: bool = option(True, help="case-fold text before tokenizing (ALBERT's models are uncased)")
+    tokenizer_file: str = option("", help="SentencePiece .model to use ('' trains one on pydocs, cached)")
+    objective: str = option("sop", help="sentence-level pretraining objective (label 1: swapped / random)",
+                            choices=("sop", "nsp", "none"))
+    masked_lm_prob: float = option(0.15, help="fraction of tokens predicted by the masked LM", min=0.0, max=1.0,
+                                   min_exclusive=True)
+    max_predictions: int = option(20, help="masked-LM predictions per sequence at most", min=1)
+    max_ngram: int = option(3, help="longest masked n-gram of whole words (p(n) ~ 1/n)", min=1)
+    single_segment: str = option("split", help="a one-sentence block: cut inside it, or take B from another "
+                                 "document (ALBERT's code)", choices=("split", "random_doc"))
+    text_field: str = option("", help="feature with the (first) text; '' = text, or first for sentence_pair")
+    pair_field: str = option("", help="feature with the second text of sentence_pair; '' = second")
+    label_field: str = option("label", help="feature with the class label (a TFDS ClassLabel)")
+    init_from: str = option("", help="workdir of an earlier run whose encoder parameters initialise this one")
+
+
+@dataclasses.dataclass
 class MLPConfig:
     """A multi-layer perceptron classifier (the tiny model of the core runtime)."""
 
@@ -133,6 +160,32 @@ class CNNConfig:
 
 
 @dataclasses.dataclass
+class QuantConfig:
+    """Quantization-aware training: the forward pass sees quantised weights (straight-through gradients)."""
+
+    qat: str = option("none", help="qwix (QtProvider), fake_quant (our reference), binary (XNOR), ternary (TWN)",
+                      choices=("none", "qwix", "fake_quant", "binary", "ternary"))
+    weight_bits: int = option(8, help="weight bits for qwix / fake_quant", min=2, max=8)
+    act_bits: int = option(0, help="activation bits, qwix only (0: float activations)", min=0, max=8)
+    per_channel: bool = option(True, help="one scale per output channel (else per tensor)")
+    symmetric: bool = option(True, help="symmetric grid (else affine with a zero point), fake_quant")
+    rounding: str = option("nearest", help="fake_quant rounding in training", choices=("nearest", "stochastic"))
+    include: str = option(".*", help="regex: parameter paths (fake_quant/binary/ternary) or module paths (qwix)")
+    exclude: str = option("", help="regex over parameter paths never to quantise (not qwix)")
+
+    def validate(self, prefix: str) -> None:
+        if self.act_bits and self.qat != "qwix":
+            raise ConfigError(f"config key '{prefix}act_bits' needs '{prefix}qat=qwix' (activation "
+                              f"quantization goes through qwix); got qat={self.qat!r}")
+        if self.qat == "qwix" and self.weight_bits not in (2, 3, 4, 8):
+            raise ConfigError(f"config key '{prefix}weight_bits' must be 2, 3, 4 or 8 with qwix; "
+                              f"got {self.weight_bits}")
+        if self.qat == "qwix" and self.exclude:
+            raise ConfigError(f"config key '{prefix}exclude' is not supported with qwix; narrow "
+                              f"'{prefix}include' instead")
+
+
+@dataclasses.dataclass
 class PruneConfig:
     """Pruning during training (through the optimiser); ``method=none`` trains dense."""
 
@@ -144,7 +197,7 @@ class PruneConfig:
     schedule: str = option("gradual", help="when masks change", choices=("one_shot", "iterative", "gradual"))
     start_step: int = option(0, help="first mask update", min=0)
     end_step: int = option(-1, help="last mask update (-1: 3/4 of training)", min=-1)
-    frequency: int = option(10, help="gradual: steps between mask updates", min=1)
+    frequency: int = option(100, help="gradual: steps between mask updates", min=1)
     rounds: int = option(3, help="iterative: pruning rounds", min=1)
     n: int = option(0, help="N of N:M sparsity (with m > 0)", min=0)
     m: int = option(0, help="M of N:M sparsity; 0 disables", min=0)
@@ -166,9 +219,11 @@ class Config:
     task: str = option("classify", help="training task (a name registered with jaxcompress.train.register_task)")
     model: Any = option(default_factory=MLPConfig, help="model config (its type depends on the task)")
     data: DataConfig = option(default_factory=DataConfig)
+    text: TextConfig = option(default_factory=TextConfig)
     optim: OptimConfig = option(default_factory=OptimConfig)
     mesh: MeshConfig = option(default_factory=MeshConfig)
     prune: PruneConfig = option(default_factory=PruneConfig)
+    quant: QuantConfig = option(default_factory=QuantConfig)
     steps: int = option(500, help="total training steps", min=1)
     eval_every: int = option(100, help="evaluate every N steps (0: only at the end)", min=0)
     checkpoint_every: int = option(100, help="save a checkpoint every N steps (0: only at the end)", min=0)

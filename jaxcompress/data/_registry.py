@@ -55,6 +55,12 @@ _EMBEDDED: dict[str, EmbeddedDataset] = {
                                        "jaxcompress.data.builders.pydocs_pretrain:JaxcompressPydocsPretrain"),
     "pydocs_topic": EmbeddedDataset("pydocs_topic", "jaxcompress.data.builders.pydocs_topic:JaxcompressPydocsTopic"),
     "pydocs_pair": EmbeddedDataset("pydocs_pair", "jaxcompress.data.builders.pydocs_pair:JaxcompressPydocsPair"),
+    "graph_families": EmbeddedDataset("graph_families", "jaxcompress.data.builders.graphs:JaxcompressGraphFamilies"),
+    "graph_communities": EmbeddedDataset("graph_communities",
+                                         "jaxcompress.data.builders.graphs:JaxcompressGraphCommunities"),
+    "graph_cycles": EmbeddedDataset("graph_cycles", "jaxcompress.data.builders.graphs:JaxcompressGraphCycles"),
+    "sbm_nodes": EmbeddedDataset("sbm_nodes", "jaxcompress.data.builders.graphs:JaxcompressSbmNodes"),
+    "nx_real_graphs": EmbeddedDataset("nx_real_graphs", "jaxcompress.data.builders.graphs:JaxcompressNxRealGraphs"),
 }
 
 

@@ -1,3 +1,4 @@
 """Built-in tasks; importing this package registers them with the loop."""
 
 from jaxcompress.tasks import classification  # noqa: F401
+from jaxcompress.tasks import mlm_sop, text_classification  # noqa: F401

@@ -36,6 +36,11 @@ class ClassificationTask(Task):
         self.input_shape = tuple(data_info["input_shape"])
         # An MLPConfig builds the MLP, a CNNConfig the CNN; anything else is a ConfigError.
         self.model = build_classifier(config.model, int(data_info["num_classes"]))
+        if getattr(config, "quant", None) is not None and config.quant.qat != "none":
+            from jaxcompress.compress.quantize import model_for_training
+
+            # Quantization-aware training: same params, quantised forward pass.
+            self.model = model_for_training(self.model, config.quant)
 
     def prepare_batch(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = {"input": np.asarray(raw[self.input_key], np.float32),
