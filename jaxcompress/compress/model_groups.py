@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxcompress.compress.structured import UnitGroup, register_groups
-from jaxcompress.config import MLPConfig
+from jaxcompress.config import CNNConfig, MLPConfig
 
 
 @register_groups(MLPConfig)
@@ -17,4 +17,27 @@ def mlp_groups(model: MLPConfig, params: Any) -> list[UnitGroup]:
     for i, width in enumerate(model.hidden_sizes):
         members = ((f"{layers[i]}/kernel", 1, 1), (f"{layers[i]}/bias", 0, 1), (f"{layers[i + 1]}/kernel", 0, 1))
         groups.append(UnitGroup(f"hidden_{i}", width, members, f"model.hidden_sizes.{i}"))
+    return groups
+
+
+@register_groups(CNNConfig)
+def cnn_groups(model: CNNConfig, params: Any) -> list[UnitGroup]:
+    """Output channel ``c`` of ``conv_i``: kernel ``[..., c]``, bias ``[c]``, and the next
+    layer's input channel ``c``. After the last conv the feature map ``[H, W, C]`` is
+    flattened, so channel ``c`` owns every ``C``-th row of ``hidden`` (``repeat = H * W``)."""
+    groups = []
+    convs = [f"conv_{i}" for i in range(len(model.channels))]
+    after = "hidden" if model.hidden_size else "logits"
+    for i, width in enumerate(model.channels):
+        members: list[tuple] = [(f"{convs[i]}/kernel", 3, 1), (f"{convs[i]}/bias", 0, 1)]
+        if i + 1 < len(convs):
+            members.append((f"{convs[i + 1]}/kernel", 2, 1))
+        else:
+            rows = params[after]["kernel"].shape[0]
+            members.append((f"{after}/kernel", 0, 1, rows // width))
+        groups.append(UnitGroup(f"conv_{i}", width, tuple(members), f"model.channels.{i}"))
+    if model.hidden_size:
+        groups.append(UnitGroup("hidden", model.hidden_size,
+                                (("hidden/kernel", 1, 1), ("hidden/bias", 0, 1), ("logits/kernel", 0, 1)),
+                                "model.hidden_size"))
     return groups

@@ -41,15 +41,17 @@ class UnitGroup:
     Attributes:
       name: e.g. ``hidden_0`` or ``layer_3/heads``.
       num_units: units in the group.
-      members: ``(leaf path, axis, unit_width)``: the leaf's ``axis`` holds
-        ``num_units * unit_width`` entries, unit ``u`` owning
-        ``[u * unit_width, (u + 1) * unit_width)``.
+      members: ``(leaf path, axis, unit_width[, repeat])``: the leaf's ``axis``
+        holds ``repeat * num_units * unit_width`` entries laid out as
+        ``[repeat, num_units, unit_width]``; unit ``u`` owns entries
+        ``r * num_units * unit_width + u * unit_width + j``. ``repeat`` > 1
+        describes a flattened feature map, whose channel is the fastest axis.
       config_key: dotted config key of the unit count (``model.hidden_sizes.0``).
     """
 
     name: str
     num_units: int
-    members: tuple[tuple[str, int, int], ...]
+    members: tuple[tuple[int | str, ...], ...]
     config_key: str
 
 
@@ -84,10 +86,16 @@ def _leaves(params: Any) -> dict[str, Any]:
     return found
 
 
-def _unit_view(leaf: Any, axis: int, num_units: int, width: int) -> Any:
+def _member(member: tuple) -> tuple[str, int, int, int]:
+    path, axis, width, *rest = member
+    return path, axis, width, (rest[0] if rest else 1)
+
+
+def _unit_view(leaf: Any, axis: int, num_units: int, width: int, repeat: int = 1) -> Any:
     """``leaf`` as ``[num_units, everything else]`` for the group's axis."""
     moved = jnp.moveaxis(jnp.asarray(leaf), axis, 0)
-    return moved.reshape(num_units, width * math.prod(moved.shape[1:]))
+    blocks = moved.reshape(repeat, num_units, width, -1)
+    return jnp.moveaxis(blocks, 1, 0).reshape(num_units, -1)
 
 
 def importance(params: Any, groups: list[UnitGroup], kind: str = "magnitude",
@@ -102,12 +110,12 @@ def importance(params: Any, groups: list[UnitGroup], kind: str = "magnitude",
     scores = {}
     for group in groups:
         total = jnp.zeros(group.num_units)
-        for path, axis, width in group.members:
-            w = _unit_view(leaves[path], axis, group.num_units, width)
+        for path, axis, width, repeat in map(_member, group.members):
+            w = _unit_view(leaves[path], axis, group.num_units, width, repeat)
             if kind == "magnitude":
                 total = total + jnp.sum(w.astype(jnp.float32) ** 2, axis=1)
             else:
-                g = _unit_view(grad_leaves[path], axis, group.num_units, width)
+                g = _unit_view(grad_leaves[path], axis, group.num_units, width, repeat)
                 total = total + jnp.sum(w * g, axis=1)
         scores[group.name] = np.asarray(jnp.sqrt(total) if kind == "magnitude" else jnp.abs(total))
     return scores
@@ -131,8 +139,11 @@ def choose_units(scores: dict[str, np.ndarray], fraction: float, round_to: int =
     return keep
 
 
-def _unit_index(keep: np.ndarray, width: int) -> np.ndarray:
-    return (keep[:, None] * width + np.arange(width)[None, :]).ravel()
+def _unit_index(units: np.ndarray, width: int, num_units: int, repeat: int) -> np.ndarray:
+    """Positions along the axis owned by ``units``, in layout order."""
+    block = num_units * width
+    return (np.arange(repeat)[:, None, None] * block + units[None, :, None] * width
+            + np.arange(width)[None, None, :]).ravel()
 
 
 def mask_units(params: Any, groups: list[UnitGroup], keep: dict[str, np.ndarray]) -> Any:
@@ -140,8 +151,8 @@ def mask_units(params: Any, groups: list[UnitGroup], keep: dict[str, np.ndarray]
     zero: dict[str, list[tuple[int, np.ndarray]]] = {}
     for group in groups:
         removed = np.setdiff1d(np.arange(group.num_units), keep[group.name])
-        for path, axis, width in group.members:
-            zero.setdefault(path, []).append((axis, _unit_index(removed, width)))
+        for path, axis, width, repeat in map(_member, group.members):
+            zero.setdefault(path, []).append((axis, _unit_index(removed, width, group.num_units, repeat)))
 
     def apply(path: str, leaf: Any) -> Any:
         leaf = np.array(leaf)
@@ -162,8 +173,8 @@ def shrink(params: Any, groups: list[UnitGroup], keep: dict[str, np.ndarray]) ->
     """
     take: dict[str, list[tuple[int, np.ndarray]]] = {}
     for group in groups:
-        for path, axis, width in group.members:
-            take.setdefault(path, []).append((axis, _unit_index(keep[group.name], width)))
+        for path, axis, width, repeat in map(_member, group.members):
+            take.setdefault(path, []).append((axis, _unit_index(keep[group.name], width, group.num_units, repeat)))
 
     def apply(path: str, leaf: Any) -> Any:
         leaf = np.asarray(leaf)
@@ -218,7 +229,7 @@ def structured_step(artifact: Compressed, options: dict[str, Any]) -> Compressed
     params, changes = shrink(artifact.params, groups, keep)
     from jaxcompress.compress.pruning import encode_sparse
 
-    touched = {path for g in groups for path, _, _ in g.members}
+    touched = {member[0] for g in groups for member in g.members}
     # Re-encode what changed shape (keeping a sparse form if an earlier step pruned it).
     updates = {path: encode_sparse(path, leaf) for path, leaf in _leaves(params).items() if path in touched}
     step = {"method": "structured", "sparsity": float(options.get("sparsity", 0.5)), "groups": pattern,

@@ -73,3 +73,23 @@ def test_round_to_and_bad_input():
                                  {"groups": "attention", "model_config": MLPConfig(hidden_sizes=(32, 24))})
     with pytest.raises(ConfigError, match="unknown compression method 'prunee'"):
         get_method("prunee")
+
+
+def test_cnn_channel_surgery_equals_masking():
+    from jaxcompress.config import CNNConfig
+    from jaxcompress.nn.cnn import CNNClassifier
+
+    config = CNNConfig(channels=(8, 12), hidden_size=16)
+    model = CNNClassifier(channels=(8, 12), num_classes=10, hidden_size=16)
+    params = jax.tree.map(lambda v: np.asarray(v.unbox() if hasattr(v, "unbox") else v),
+                          model.init(jax.random.key(0), X)["params"], is_leaf=lambda v: hasattr(v, "unbox"))
+    groups = unit_groups(config, params)
+    assert [g.name for g in groups] == ["conv_0", "conv_1", "hidden"]
+    keep = choose_units(importance(params, groups), 0.5)
+    small, changes = shrink(params, groups, keep)
+    assert changes == {"model.channels.0": 4, "model.channels.1": 6, "model.hidden_size": 8}
+    assert small["conv_1"]["kernel"].shape == (3, 3, 4, 6) and small["hidden"]["kernel"].shape == (2 * 2 * 6, 8)
+    small_model = CNNClassifier(channels=(4, 6), num_classes=10, hidden_size=8)
+    masked = mask_units(params, groups, keep)
+    np.testing.assert_allclose(small_model.apply({"params": small}, X), model.apply({"params": masked}, X),
+                               rtol=1e-5, atol=1e-5)
