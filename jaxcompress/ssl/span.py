@@ -216,9 +216,23 @@ def project_budget(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: f
     return projected * mask
 
 
+def pair_uniform(key: jax.Array, size: int) -> jax.Array:
+    """U(0, 1) for every node pair, drawn from the key and (i, j) only: [size, size].
+
+    Unlike ``jax.random.uniform(key, (size, size))`` the value of pair (i, j)
+    does not depend on ``size``, so a graph padded to any budget starts from
+    the same point.
+    """
+    index = jnp.arange(size)
+    return jax.vmap(lambda i: jax.vmap(lambda j: jax.random.uniform(
+        jax.random.fold_in(jax.random.fold_in(key, i), j)))(index))(index)
+
+
 def optimise_view(adjacency: jax.Array, node_mask: jax.Array, num_edges: jax.Array, key: jax.Array,
                   config: SpanConfig, sign: float) -> jax.Array:
     """PGA for one view of one graph (``sign`` +1 maximises f, -1 minimises it).
+
+    Starts from U(1e-5, 1/n) on every real pair (projected), as the reference.
 
     Returns:
       Symmetric flip probabilities [N, N], zero on the diagonal and padding,
@@ -227,7 +241,7 @@ def optimise_view(adjacency: jax.Array, node_mask: jax.Array, num_edges: jax.Arr
     mask = pair_mask(node_mask)
     n = jnp.maximum(node_mask.sum(), 1.0)
     budget = config.ratio * num_edges.astype(adjacency.dtype)
-    init = jax.random.uniform(key, adjacency.shape, adjacency.dtype, 1e-5, 1.0) / n
+    init = 1e-5 + pair_uniform(key, adjacency.shape[0]).astype(adjacency.dtype) * (1.0 / n - 1e-5)
     upper = project_budget(init * mask, mask, budget, config.clip_max, config.bisection_iters)
     grad_fn = jax.grad(lambda u: sign * objective(u, adjacency, node_mask, config))
 

@@ -2,3 +2,4 @@
 
 from jaxcompress.tasks import classification  # noqa: F401
 from jaxcompress.tasks import mlm_sop, text_classification  # noqa: F401
+from jaxcompress.tasks import gcl  # noqa: F401
