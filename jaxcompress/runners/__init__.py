@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from jaxcompress.errors import UserError
 
-_RUNNER_MODULES: tuple[str, ...] = ()
+_RUNNER_MODULES: tuple[str, ...] = ("survey",)
 
 
 @dataclasses.dataclass(frozen=True)
