@@ -282,7 +282,10 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
         # Reading batch s+1 on the host overlaps with device step s.
         future = prefetch.submit(load, step) if step < config.steps else None
         pending: list[dict[str, jax.Array]] = []
-        window_start, window_step = time.perf_counter(), step
+        # elapsed_s in the logs: wall time of the loop (first-step compilation
+        # and evaluations included), accumulated across resumes.
+        loop_start = window_start = time.perf_counter()
+        window_step = step
         while step < config.steps and stop.signum is None:
             batch = future.result()
             future = prefetch.submit(load, step + 1) if step + 1 < config.steps else None
@@ -295,7 +298,8 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
                 now = time.perf_counter()
                 rate = (step - window_step) * config.data.batch_size / max(now - window_start, 1e-9)
                 window_start, window_step = now, step
-                writer.write(step, "train", {**train_metrics, "examples_per_second": rate})
+                elapsed = writer.resumed_elapsed_s + now - loop_start
+                writer.write(step, "train", {**train_metrics, "examples_per_second": rate, "elapsed_s": elapsed})
                 progress.update(step, train_metrics, rate)
             if eval_source is not None and config.eval_every and step % config.eval_every == 0 \
                     and step < config.steps:

@@ -27,6 +27,7 @@ class MetricsWriter:
         self.enabled = enabled
         self.path = workdir / "metrics.jsonl"
         self._tb = None
+        self.resumed_elapsed_s = 0.0  # training time already spent before a resume
         if not enabled:
             return
         self._truncate_after(resume_step)
@@ -41,8 +42,10 @@ class MetricsWriter:
         kept = []
         for line in self.path.read_text().splitlines():
             try:
-                if json.loads(line)["step"] <= step:
+                record = json.loads(line)
+                if record["step"] <= step:
                     kept.append(line)
+                    self.resumed_elapsed_s = float(record.get("elapsed_s", self.resumed_elapsed_s))
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a kill
         self.path.write_text("".join(k + "\n" for k in kept))
