@@ -17,6 +17,9 @@ Recognised param sets (plus the layer's own ``bias``):
   (Tucker-2).
 * Conv ``depthwise [kh, kw, 1, C_in]``, ``pointwise [C_in, C_out]``: a
   depthwise conv then a 1x1 conv (depthwise-separable).
+* 2-D conv ``vertical [kh, 1, C_in, r]``, ``horizontal [1, kw, r, C_out]``: a
+  kh x 1 conv then a 1 x kw conv (spatially separable, Jaderberg's scheme 2);
+  the layer's strides and padding are split between the two axes.
 
 The 1x1 stages commute with zero padding (they are linear, without bias),
 so the chains equal the convolution with the reconstructed kernel.
@@ -42,7 +45,8 @@ from jaxcompress.errors import ConfigError
 DENSE_FACTORS = ("U", "V")
 TUCKER_FACTORS = ("first", "core", "last")
 SEPARABLE_FACTORS = ("depthwise", "pointwise")
-ALL_FACTORS = DENSE_FACTORS + TUCKER_FACTORS + SEPARABLE_FACTORS
+SPATIAL_FACTORS = ("vertical", "horizontal")
+ALL_FACTORS = DENSE_FACTORS + TUCKER_FACTORS + SEPARABLE_FACTORS + SPATIAL_FACTORS
 
 
 def _has(module: nn.Module, names: tuple[str, ...]) -> bool:
@@ -97,6 +101,13 @@ def _spatial_conv(module: nn.Conv, x: jax.Array, kernel: jax.Array, groups: int)
         precision=module.precision)
 
 
+def _split_padding(module: nn.Conv, axis: int) -> Any:
+    padding = _conv_padding(module)
+    if isinstance(padding, str):
+        return padding  # SAME / VALID pad each axis on its own, so they split exactly
+    return [pad if i == axis else (0, 0) for i, pad in enumerate(padding)]
+
+
 def _interceptor(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
     module = context.module
     if context.method_name != "__call__" or module.scope is None or not isinstance(module, (nn.Dense, nn.Conv)):
@@ -115,6 +126,19 @@ def _interceptor(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
     if isinstance(module, nn.Conv) and _has(module, SEPARABLE_FACTORS):
         h = _spatial_conv(module, x, _get(module, "depthwise"), x.shape[-1])
         return _bias(module, jnp.dot(h, _get(module, "pointwise"), precision=module.precision))
+    if isinstance(module, nn.Conv) and _has(module, SPATIAL_FACTORS):
+        if module.feature_group_count != 1 or len(module.kernel_size) != 2:
+            raise ConfigError(f"spatially separable factors need a plain 2-D conv ({'/'.join(module.path)})")
+        strides = _tuple(module.strides, 2)
+        dims = _channels_last(x.ndim)
+        h = jax.lax.conv_general_dilated(
+            x, _get(module, "vertical"), (strides[0], 1), _split_padding(module, 0),
+            lhs_dilation=_tuple(module.input_dilation, 2), rhs_dilation=_tuple(module.kernel_dilation, 2),
+            dimension_numbers=dims, precision=module.precision)
+        h = jax.lax.conv_general_dilated(
+            h, _get(module, "horizontal"), (1, strides[1]), _split_padding(module, 1),
+            rhs_dilation=_tuple(module.kernel_dilation, 2), dimension_numbers=dims, precision=module.precision)
+        return _bias(module, h)
     return next_fun(*args, **kwargs)
 
 

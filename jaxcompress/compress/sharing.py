@@ -98,16 +98,16 @@ class TiedState(NamedTuple):
     inner: Any
 
 
-def tie_to_centroids(tx: optax.GradientTransformation, assignments: Any,
-                     num_centroids: Any) -> optax.GradientTransformation:
+def tie_to_centroids(tx: optax.GradientTransformation, assignments: dict[str, Any],
+                     num_centroids: dict[str, int]) -> optax.GradientTransformation:
     """Optimise shared centroids instead of individual weights.
 
     Args:
       tx: the optimiser to run on centroids (and on untied leaves).
-      assignments: a pytree like the params: int ``[*shape]`` centroid index
-        per weight (``-1`` for weights fixed at 0), or None for leaves trained
-        normally.
-      num_centroids: a pytree like ``assignments`` with each tied leaf's k.
+      assignments: ``{leaf path: int [*shape]}`` centroid index per weight
+        (``-1`` for weights fixed at 0) for the tied leaves; every other leaf
+        trains normally.
+      num_centroids: ``{leaf path: k}`` for the same leaves.
 
     The inner optimiser sees each tied leaf as its centroid vector ``[k]``
     (gradient: :func:`centroid_gradients`); the resulting centroid update is
@@ -116,27 +116,29 @@ def tie_to_centroids(tx: optax.GradientTransformation, assignments: Any,
 
     References: Han, Mao & Dally, "Deep Compression", ICLR 2016 (sec. 3.1).
     """
-    is_none = lambda x: x is None  # noqa: E731
+    tied = {path: jnp.asarray(idx, jnp.int32) for path, idx in assignments.items()}
 
     def to_centroids(tree: Any, reduce: str) -> Any:
-        def leaf(x: jax.Array, idx: Any, k: Any) -> jax.Array:
-            if idx is None:
+        def leaf(path: str, x: jax.Array) -> jax.Array:
+            if path not in tied:
                 return x
+            idx, k = tied[path], num_centroids[path]
             sums = centroid_gradients(x, idx, k)
             if reduce == "sum":
                 return sums
             counts = jax.ops.segment_sum((idx.ravel() >= 0).astype(x.dtype), jnp.maximum(idx.ravel(), 0), k)
             return sums / jnp.maximum(counts, 1)
 
-        return jax.tree.map(leaf, tree, assignments, num_centroids, is_leaf=is_none)
+        return map_with_path(leaf, tree)
 
-    def to_weights(updates: Any, params: Any) -> Any:
-        def leaf(u: jax.Array, idx: Any, p: jax.Array) -> jax.Array:
-            if idx is None:
+    def to_weights(updates: Any, like: Any) -> Any:
+        def leaf(path: str, u: jax.Array, p: jax.Array) -> jax.Array:
+            if path not in tied:
                 return u
+            idx = tied[path]
             return jnp.where(idx >= 0, u[jnp.maximum(idx, 0)], 0.0).astype(p.dtype)
 
-        return jax.tree.map(leaf, updates, assignments, params, is_leaf=is_none)
+        return map_with_path(leaf, updates, like)
 
     def init(params: Any) -> TiedState:
         return TiedState(tx.init(to_centroids(params, "mean")))
@@ -236,13 +238,16 @@ def kmeans_params(artifact: Compressed, *, bits: int = 4, include: Any = ".*", e
     return artifact.with_leaves(step, params, updates)
 
 
-def codebook_assignments(artifact: Compressed) -> tuple[Any, Any]:
-    """``(assignments, num_centroids)`` trees for :func:`tie_to_centroids` from an artifact's
-    codebook leaves (None for other leaves)."""
-    def leaf(path: str, value: Any) -> tuple[Any, Any]:
+def codebook_assignments(artifact: Compressed) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """``({path: assignments}, {path: k})`` of an artifact's codebook leaves, for
+    :func:`tie_to_centroids` (``-1`` marks weights fixed at 0)."""
+    assignments: dict[str, np.ndarray] = {}
+    ks: dict[str, int] = {}
+
+    def leaf(path: str, value: Any) -> None:
         codec, parts = artifact.encodings.get(path, ("dense", {}))
         if codec != "codebook":
-            return None, None
+            return
         k = int(parts["centroids"].size)
         shape = np.shape(value)
         size = int(np.prod(shape))
@@ -253,12 +258,10 @@ def codebook_assignments(artifact: Compressed) -> tuple[Any, Any]:
         else:
             idx = _read_symbols(parts, size).astype(np.int32)
             idx[idx == k] = -1  # the zero symbol
-        return idx.reshape(shape), k
+        assignments[path], ks[path] = idx.reshape(shape), k
 
-    pairs = map_with_path(leaf, artifact.params)
-    is_pair = lambda x: isinstance(x, tuple) and len(x) == 2  # noqa: E731
-    return (jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair),
-            jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair))
+    map_with_path(leaf, artifact.params)
+    return assignments, ks
 
 
 # ----------------------------------------------------------------------------
