@@ -29,13 +29,17 @@ def test_embedded_names_and_default_data_dir(monkeypatch, tmp_path):
     assert data.default_data_dir() == tmp_path / "home" / ".cache" / "jaxcompress" / "tensorflow_datasets"
 
 
+def _digits_row(data_dir=None):
+    return next(row for row in data.list_datasets(data_dir) if row["name"] == "digits")
+
+
 def test_list_before_and_after_prepare(prepared_digits_dir, tmp_path):
-    (row,) = data.list_datasets(tmp_path)
+    row = _digits_row(tmp_path)
     assert row["name"] == "digits" and row["prepared"] is False and row["splits"] == {}
     assert row["description"] and row["path"] == str(tmp_path / "jaxcompress_digits" / "1.0.0")
     assert not any(tmp_path.iterdir())  # Listing generates nothing.
 
-    (row,) = data.list_datasets(prepared_digits_dir)
+    row = _digits_row(prepared_digits_dir)
     assert row["prepared"] is True
     assert row["splits"] == {"train": 1259, "validation": 269, "test": 269}
     info = json.loads((prepared_digits_dir / "jaxcompress_digits" / "1.0.0" / "dataset_info.json").read_text())
@@ -46,7 +50,7 @@ def test_list_before_and_after_prepare(prepared_digits_dir, tmp_path):
 
 def test_default_data_dir_is_used(prepared_digits_dir, monkeypatch):
     monkeypatch.setenv("JAXCOMPRESS_DATA_DIR", str(prepared_digits_dir))
-    assert data.list_datasets()[0]["prepared"] is True
+    assert _digits_row()["prepared"] is True
     assert len(data.load_split("digits", "test")) == 269
 
 
