@@ -61,6 +61,12 @@ _EMBEDDED: dict[str, EmbeddedDataset] = {
     "graph_cycles": EmbeddedDataset("graph_cycles", "jaxcompress.data.builders.graphs:JaxcompressGraphCycles"),
     "sbm_nodes": EmbeddedDataset("sbm_nodes", "jaxcompress.data.builders.graphs:JaxcompressSbmNodes"),
     "nx_real_graphs": EmbeddedDataset("nx_real_graphs", "jaxcompress.data.builders.graphs:JaxcompressNxRealGraphs"),
+    "speech_commands": EmbeddedDataset("speech_commands", "jaxcompress.data.builders.speech:JaxcompressSpeechCommands"),
+    "speech_digits": EmbeddedDataset("speech_digits", "jaxcompress.data.builders.speech:JaxcompressSpeechDigits"),
+    "speech_commands_tiny": EmbeddedDataset("speech_commands_tiny",
+                                            "jaxcompress.data.builders.speech:JaxcompressSpeechCommandsTiny"),
+    "speech_digits_tiny": EmbeddedDataset("speech_digits_tiny",
+                                          "jaxcompress.data.builders.speech:JaxcompressSpeechDigitsTiny"),
 }
 
 
