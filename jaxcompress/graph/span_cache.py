@@ -82,13 +82,9 @@ def _compiled(config: span.SpanConfig, size: int, mesh: Mesh | None) -> Any:
         adjacency = gb.dense_adjacency(edges, edges_mask, size)
         keys = span.graph_keys(config.seed, graph_ids)
 
-        def one(a, m, e, k):
-            k_up, k_down = jax.random.split(k)
-            up = span.optimise_view(a, m, e, k_up, config, 1.0)
-            down = span.optimise_view(a, m, e, k_down, config, -1.0)
-            return up, down
-
-        p_up, p_down = jax.vmap(one)(adjacency, nodes_mask, num_edges.astype(jnp.float32), keys)
+        views = jax.vmap(lambda a, m, e, k: span.both_views(a, m, e, k, config))(
+            adjacency, nodes_mask, num_edges.astype(jnp.float32), keys)
+        p_up, p_down = views[:, 0], views[:, 1]
         f_up = span.view_objective(p_up, adjacency, nodes_mask, config)
         f_down = span.view_objective(p_down, adjacency, nodes_mask, config)
         return p_up, p_down, jnp.stack([f_up, f_down], 1)
