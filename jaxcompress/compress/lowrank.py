@@ -121,6 +121,9 @@ def tucker2_reconstruct(first: np.ndarray, core: np.ndarray, last: np.ndarray) -
 def _choose_dense_rank(w: np.ndarray, rank: int | None, energy: float | None, budget: float | None) -> int:
     m, n = w.shape
     if rank is not None:
+        if rank > min(m, n):
+            raise ConfigError(f"lowrank.rank = {rank} is larger than a [{m}, {n}] matrix allows; "
+                              f"allowed: 1..{min(m, n)}")
         return rank
     if energy is not None:
         return rank_for_energy(np.linalg.svd(np.asarray(w, np.float64), compute_uv=False), energy)
