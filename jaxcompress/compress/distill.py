@@ -165,7 +165,7 @@ def capture(model: Any, variables: dict[str, Any], inputs: Any, paths: Sequence[
     out, state = model.apply(variables, inputs, capture_intermediates=keep, mutable=["intermediates"], **kwargs)
     found = {}
     for key_path, value in jax.tree_util.tree_flatten_with_path(
-            state["intermediates"], is_leaf=lambda x: isinstance(x, tuple))[0]:
+            state.get("intermediates", {}), is_leaf=lambda x: isinstance(x, tuple))[0]:
         names = [str(getattr(k, "key", k)) for k in key_path]
         if names and names[-1] == "__call__":
             found["/".join(names[:-1])] = value[0]
@@ -180,7 +180,7 @@ def module_paths(model: Any, variables: dict[str, Any], inputs: Any) -> list[str
     """Paths of every submodule called in a forward pass."""
     _, state = model.apply(variables, inputs, capture_intermediates=True, mutable=["intermediates"])
     paths = []
-    for key_path, _ in jax.tree_util.tree_flatten_with_path(state["intermediates"],
+    for key_path, _ in jax.tree_util.tree_flatten_with_path(state.get("intermediates", {}),
                                                             is_leaf=lambda x: isinstance(x, tuple))[0]:
         names = [str(getattr(k, "key", k)) for k in key_path]
         if len(names) > 1 and names[-1] == "__call__":
