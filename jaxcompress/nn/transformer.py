@@ -159,6 +159,38 @@ def attention_weights_reference(q: jax.Array, k: jax.Array, mask: jax.Array | No
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
 
 
+class HeadsDense(nn.Module):
+    """``x [..., *in] · kernel [*in, *features] + bias [*features]``: ``nn.DenseGeneral``'s parameters.
+
+    ``nn.DenseGeneral`` initialises a flat 2-D kernel and reshapes it through
+    the logical-partitioning box, which applies the 3-D axis names to the 2-D
+    array and fails when a mesh is active (the training loop initialises
+    under one). This module creates the kernel at its final shape instead;
+    the parameter names, shapes and (for normal initialisers) values are the
+    same as DenseGeneral's.
+
+    Shapes: ``x [..., *in]`` with ``len(in) = contract`` -> ``[..., *features]``.
+
+    References:
+      Vaswani et al., "Attention Is All You Need", NeurIPS 2017 (per-head projections).
+    """
+
+    features: tuple[int, ...]
+    contract: int
+    kernel_init: Callable[..., jax.Array]
+    bias_init: Callable[..., jax.Array]
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, tuple(x.shape[-self.contract:]) + tuple(self.features))
+        bias = self.param("bias", self.bias_init, tuple(self.features))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        axes = tuple(range(x.ndim - self.contract, x.ndim))
+        y = jax.lax.dot_general(x, kernel, ((axes, tuple(range(self.contract))), ((), ())))
+        return y + bias
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention sublayer with its residual and post-LayerNorm.
 
@@ -183,10 +215,10 @@ class SelfAttention(nn.Module):
         normal = nn.initializers.normal(spec.init_std)
 
         def project(name: str) -> jax.Array:
-            dense = nn.DenseGeneral((spec.num_heads, spec.head_dim), axis=-1, dtype=spec.dtype,
-                                    kernel_init=_boxed(normal, ("embed", "heads", "kv"), self.salt),
-                                    bias_init=_boxed(nn.initializers.zeros_init(), ("heads", "kv"), self.salt),
-                                    name=name)
+            dense = HeadsDense((spec.num_heads, spec.head_dim), contract=1, dtype=spec.dtype,
+                               kernel_init=_boxed(normal, ("embed", "heads", "kv"), self.salt),
+                               bias_init=_boxed(nn.initializers.zeros_init(), ("heads", "kv"), self.salt),
+                               name=name)
             return nn.with_logical_constraint(dense(x), ("batch", "length", "heads", "kv"))
 
         q, k, v = project("query"), project("key"), project("value")
@@ -197,10 +229,10 @@ class SelfAttention(nn.Module):
             context = jnp.einsum("bnts,bsnd->btnd", probs, v)
         else:
             context = jax.nn.dot_product_attention(q, k, v, mask=pair_mask)
-        out = nn.DenseGeneral(spec.hidden_size, axis=(-2, -1), dtype=spec.dtype,
-                              kernel_init=_boxed(normal, ("heads", "kv", "embed"), self.salt),
-                              bias_init=_boxed(nn.initializers.zeros_init(), ("embed",), self.salt),
-                              name="output")(context)
+        out = HeadsDense((spec.hidden_size,), contract=2, dtype=spec.dtype,
+                         kernel_init=_boxed(normal, ("heads", "kv", "embed"), self.salt),
+                         bias_init=_boxed(nn.initializers.zeros_init(), ("embed",), self.salt),
+                         name="output")(context)
         out = nn.Dropout(spec.dropout)(out, deterministic=self.deterministic)
         y = _layer_norm(spec, self.salt, "norm")(out + x)
         return nn.with_logical_constraint(y, HIDDEN_AXES)

@@ -176,13 +176,14 @@ def test_encoder_params_shard_over_a_2x2x2_mesh():
     assert layer["ffn"]["output"]["kernel"] == P(None, "tensor", "fsdp")
     assert specs["embeddings"]["word"]["embedding"] == P("tensor", "fsdp")
     assert specs["pooler"]["kernel"] == P("fsdp", "tensor")
-    params = random_params(model, ids)
-    want, _ = jax.jit(model.apply)({"params": params}, ids)
+    # Initialise directly into the shardings under the mesh, as the training loop does.
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        sharded = jax.device_put(params, shardings)
+        sharded = jax.jit(lambda key: nn.unbox(model.init(key, ids)["params"]), out_shardings=shardings)(
+            jax.random.key(0))
         assert sharded["transformer"]["layers"]["ffn"]["intermediate"]["kernel"].sharding.spec == \
             P(None, "fsdp", "tensor")
         got, _ = jax.jit(model.apply)({"params": sharded}, ids)
+    want, _ = jax.jit(model.apply)({"params": jax.device_get(sharded)}, ids)  # one device
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
