@@ -81,7 +81,7 @@ def embed_arrays(embed_fn: Callable[[Any, dict], dict], params: Any, padded: dic
     """
     keys = (gb.NODE_FEATURES, gb.EDGES, gb.NUM_NODES, gb.NUM_EDGES, gb.GRAPH_ID)
     count = padded[gb.NUM_NODES].shape[0]
-    jitted = jax.jit(embed_fn)
+    jitted = embed_fn if hasattr(embed_fn, "lower") else jax.jit(embed_fn)  # already jitted: keep its cache
     graphs, nodes = [], []
     for first in range(0, count, batch_size):
         block = {k: np.asarray(padded[k][first:first + batch_size]) for k in keys}

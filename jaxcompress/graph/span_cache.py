@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import pathlib
 import time
@@ -52,7 +53,8 @@ class SpanResult:
       expected_flips: float32 [G, 2] sum of the upper triangles (expected flipped pairs per view).
       objective: float32 [G, 2] f(P) of each view (1 = unchanged spectrum norm).
       budget: float32 [G] ratio * |E|.
-      seconds: wall time of the computation (0 when read from the cache).
+      seconds: wall time of the computation (recorded in the cache file too).
+      from_cache: whether this result was read from the cache.
     """
 
     graph_id: np.ndarray
@@ -62,6 +64,7 @@ class SpanResult:
     objective: np.ndarray
     budget: np.ndarray
     seconds: float = 0.0
+    from_cache: bool = False
 
     def rows_for(self, graph_ids: np.ndarray) -> np.ndarray:
         """Row of each id in this result, -1 for ids it does not hold (padding records)."""
@@ -165,25 +168,33 @@ def cache_path(dataset: str, split: str, config: span.SpanConfig, padded: dict[s
             f"{safe_split}-{config.fingerprint()}-{content_digest(padded)}.npz")
 
 
+def default_bucket(max_nodes: int) -> int:
+    """Node bucket width: about four buckets up to the budget, a multiple of 8."""
+    return max(8, 8 * math.ceil(max_nodes / 4 / 8))
+
+
 def load_or_compute(dataset: str, split: str, padded: dict[str, np.ndarray], config: span.SpanConfig, *,
                     data_dir: str | os.PathLike | None = None, mesh: Mesh | None = None, chunk: int = 32,
-                    progress: bool = True) -> SpanResult:
+                    bucket: int | None = None, progress: bool = True) -> SpanResult:
     """The cached SPAN result of one split, computed (and saved atomically) on first use."""
     path = cache_path(dataset, split, config, padded, data_dir)
     if path.exists():
         try:
             with np.load(path) as f:
                 return SpanResult(f["graph_id"], f["p_max"], f["p_min"], f["expected_flips"], f["objective"],
-                                  f["budget"], 0.0)
+                                  f["budget"], float(f["seconds"]), True)
         except Exception:  # A damaged cache file is recomputed, not trusted.
             path.unlink(missing_ok=True)
-    result = compute(padded, config, chunk=chunk, mesh=mesh, progress=progress, desc=f"SPAN {dataset}/{split}")
+    bucket = bucket or default_bucket(int(padded[gb.NODE_FEATURES].shape[1]) if gb.NODE_FEATURES in padded
+                                      else int(np.max(padded[gb.NUM_NODES])))
+    result = compute(padded, config, chunk=chunk, bucket=bucket, mesh=mesh, progress=progress,
+                     desc=f"SPAN {dataset}/{split}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         np.savez_compressed(tmp, graph_id=result.graph_id, p_max=result.p_max.astype(np.float32),
                             p_min=result.p_min.astype(np.float32), expected_flips=result.expected_flips,
-                            objective=result.objective, budget=result.budget)
+                            objective=result.objective, budget=result.budget, seconds=result.seconds)
         os.replace(tmp, path)
     except OSError as error:
         raise DataError(f"cannot write the SPAN cache {path}: {error.strerror or error}") from None

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from jaxcompress.errors import UserError
 
-_RUNNER_MODULES: tuple[str, ...] = ("survey",)
+_RUNNER_MODULES: tuple[str, ...] = ("survey", "span_gcl", "large_then_compress")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,7 @@ class RunRequest:
     quick: bool = False
     quiet: bool = False
     overrides: tuple[str, ...] = ()
+    config: str | None = None  # a .py file with get_config() for the experiment's own config
 
 
 @dataclasses.dataclass(frozen=True)
