@@ -42,7 +42,7 @@ from jaxcompress.compress import options as opt
 from jaxcompress.compress.artifact import Compressed, register_decoder
 from jaxcompress.compress.methods import register_method
 from jaxcompress.compress.packing import pack_bits, pack_mask, packed_nbytes, unpack_bits, unpack_mask
-from jaxcompress.compress.paths import map_with_path, select
+from jaxcompress.compress.paths import map_with_path, path_str, select
 from jaxcompress.compress.quantize import LOSSY_CODECS
 from jaxcompress.compress.storage import LeafStorage
 from jaxcompress.errors import ConfigError
@@ -117,11 +117,17 @@ def tie_to_centroids(tx: optax.GradientTransformation, assignments: dict[str, An
     References: Han, Mao & Dally, "Deep Compression", ICLR 2016 (sec. 3.1).
     """
     tied = {path: jnp.asarray(idx, jnp.int32) for path, idx in assignments.items()}
+    is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)  # noqa: E731
 
     def to_centroids(tree: Any, reduce: str) -> Any:
-        def leaf(path: str, x: jax.Array) -> jax.Array:
+        # Flax partitioning boxes are leaves here: a tied kernel's centroid
+        # vector [k] drops the kernel's axis names (it is replicated); untied
+        # leaves keep theirs, so their optimiser state shards like them.
+        def leaf(key_path: Any, x: Any) -> Any:
+            path = path_str(key_path)
             if path not in tied:
                 return x
+            x = nn.unbox(x)
             idx, k = tied[path], num_centroids[path]
             sums = centroid_gradients(x, idx, k)
             if reduce == "sum":
@@ -129,7 +135,7 @@ def tie_to_centroids(tx: optax.GradientTransformation, assignments: dict[str, An
             counts = jax.ops.segment_sum((idx.ravel() >= 0).astype(x.dtype), jnp.maximum(idx.ravel(), 0), k)
             return sums / jnp.maximum(counts, 1)
 
-        return map_with_path(leaf, tree)
+        return jax.tree_util.tree_map_with_path(leaf, tree, is_leaf=is_box)
 
     def to_weights(updates: Any, like: Any) -> Any:
         def leaf(path: str, u: jax.Array, p: jax.Array) -> jax.Array:
