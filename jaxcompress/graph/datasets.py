@@ -157,6 +157,9 @@ def prepare_padded(name: str, budget: gb.GraphBudget | None = None, splits: tupl
     if drop_oversized:
         per_split = {s: [g for g in gs if g.num_nodes <= budget.max_nodes and g.num_edges <= budget.max_edges]
                      for s, gs in per_split.items()}
+    for split, graphs in per_split.items():  # fail before anything is written
+        for i, graph in enumerate(graphs):
+            gb.check_fits(graph, budget, f"graph {i} of split {split!r} of dataset {name!r}")
     widths = {g.node_features.shape[1] for g in every}
     if len(widths) != 1:
         raise DataError(f"dataset {name!r} has graphs with different node feature widths {sorted(widths)}")

@@ -115,7 +115,8 @@ def communities(per_class: int, seed: int = 0, difficulty: float = 0.5, min_node
 def cycles(per_class: int, seed: int = 0, extra_fraction: float = 0.25, min_nodes: int = 16,
            max_nodes: int = 36) -> list[Graph]:
     """Random trees plus ``round(extra_fraction * n)`` extra edges; label 0 closes triangles
-    (endpoints 2 hops apart), label 1 closes long cycles (endpoints >= 4 hops apart)."""
+    (endpoints 2 hops apart when added), label 1 closes only cycles of length >= 5 (endpoints
+    >= 4 hops apart when added), so label-1 graphs have girth >= 5."""
     import networkx as nx
 
     rng = np.random.default_rng([seed, 3])
@@ -125,15 +126,22 @@ def cycles(per_class: int, seed: int = 0, extra_fraction: float = 0.25, min_node
         n = int(rng.integers(min_nodes, max_nodes + 1))
         tree = nx.random_labeled_tree(n, seed=int(rng.integers(0, 2**31 - 1))) if hasattr(
             nx, "random_labeled_tree") else nx.random_tree(n, seed=int(rng.integers(0, 2**31 - 1)))
-        distance = dict(nx.all_pairs_shortest_path_length(tree))
         want = max(1, int(round(extra_fraction * n)))
-        if label == 0:
-            pool = [(u, v) for u in range(n) for v in range(u + 1, n) if distance[u][v] == 2]
-        else:
-            pool = [(u, v) for u in range(n) for v in range(u + 1, n) if distance[u][v] >= 4]
-        picks = rng.permutation(len(pool))[:want]
+        pairs = [(u, v) for u in range(n) for v in range(u + 1, n)]
         graph = tree.copy()
-        graph.add_edges_from(pool[j] for j in picks)
+        added = 0
+        for j in rng.permutation(len(pairs)):
+            u, v = pairs[j]
+            if graph.has_edge(u, v):
+                continue
+            # Distance in the current graph, so that the shortest cycle through the new edge
+            # is a triangle (label 0) or has length >= 5 (label 1): label-1 graphs stay triangle-free.
+            d = nx.shortest_path_length(graph, u, v)
+            if (label == 0 and d == 2) or (label == 1 and d >= 4):
+                graph.add_edge(u, v)
+                added += 1
+                if added == want:
+                    break
         graphs.append(_with_degrees(from_networkx(graph), label))
     return graphs
 
