@@ -94,6 +94,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from jaxcompress import config as config_lib
 
     if args.list_presets:
+        config_lib.load_preset_modules()
         for name in sorted(config_lib.PRESETS):
             print(f"{name:24s} {(config_lib.PRESETS[name].__doc__ or '').strip()}")
         return 0
