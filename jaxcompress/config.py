@@ -130,33 +130,6 @@ class TextConfig:
 
 
 @dataclasses.dataclass
-class TextConfig:
-    """Text tasks (``mlm_sop``, ``text_classification``, ``sentence_pair``): tokens, objectives, fields.
-
-    The tokenizer is SentencePiece, trained on the ``pydocs`` train split with
-    ``model.vocab_size`` pieces (at most) and cached under the data directory,
-    unless ``tokenizer_file`` names a model.
-    """
-
-    max_seq_length: int = option(128, help="tokens per example, [CLS] and [SEP] included (<= model.max_position)",
-                                 min=5)
-    lowercase: bool = option(True, help="case-fold text before tokenizing (ALBERT's models are uncased)")
-    tokenizer_file: str = option("", help="SentencePiece .model to use ('' trains one on pydocs, cached)")
-    objective: str = option("sop", help="sentence-level pretraining objective (label 1: swapped / random)",
-                            choices=("sop", "nsp", "none"))
-    masked_lm_prob: float = option(0.15, help="fraction of tokens predicted by the masked LM", min=0.0, max=1.0,
-                                   min_exclusive=True)
-    max_predictions: int = option(20, help="masked-LM predictions per sequence at most", min=1)
-    max_ngram: int = option(3, help="longest masked n-gram of whole words (p(n) ~ 1/n)", min=1)
-    single_segment: str = option("split", help="a one-sentence block: cut inside it, or take B from another "
-                                 "document (ALBERT's code)", choices=("split", "random_doc"))
-    text_field: str = option("", help="feature with the (first) text; '' = text, or first for sentence_pair")
-    pair_field: str = option("", help="feature with the second text of sentence_pair; '' = second")
-    label_field: str = option("label", help="feature with the class label (a TFDS ClassLabel)")
-    init_from: str = option("", help="workdir of an earlier run whose encoder parameters initialise this one")
-
-
-@dataclasses.dataclass
 class MLPConfig:
     """A multi-layer perceptron classifier (the tiny model of the core runtime)."""
 
@@ -246,7 +219,6 @@ class Config:
     task: str = option("classify", help="training task (a name registered with jaxcompress.train.register_task)")
     model: Any = option(default_factory=MLPConfig, help="model config (its type depends on the task)")
     data: DataConfig = option(default_factory=DataConfig)
-    text: TextConfig = option(default_factory=TextConfig)
     text: TextConfig = option(default_factory=TextConfig)
     optim: OptimConfig = option(default_factory=OptimConfig)
     mesh: MeshConfig = option(default_factory=MeshConfig)
