@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -449,6 +450,56 @@ def quantize_leaf(path: str, w: np.ndarray, bits: int, *, per_channel: bool = Tr
         qmin = int_range(bits, symmetric)[0]
     storage, encoding = _leaf_encoding_quant(codes, scale, zero_point, bits, qmin, path, w.shape)
     return decode_quant(encoding[1], w.shape).astype(w.dtype), (storage, encoding)
+
+
+# ----------------------------------------------------------------------------
+# Packed int4 weights on the device, dequantised inside the jitted forward pass
+
+
+@flax.struct.dataclass
+class PackedInt4:
+    """A kernel held on the device as two 4-bit codes per byte plus per-channel scales.
+
+    Attributes:
+      packed: uint8 ``[ceil(size / 2)]``, code ``2i`` in the low nibble of byte ``i``.
+      scale: float ``[1, ..., C_out]`` (broadcastable to ``shape``).
+      shape: the kernel's shape (static).
+    """
+
+    packed: jax.Array
+    scale: jax.Array
+    shape: tuple[int, ...] = flax.struct.field(pytree_node=False)
+
+    def dequantize(self) -> jax.Array:
+        """Unpacks nibbles and rescales: ``(code - 7) * scale`` (symmetric grid, codes 0..14)."""
+        size = int(np.prod(self.shape))
+        pairs = jnp.stack([self.packed & 0xF, self.packed >> 4], axis=-1).reshape(-1)[:size]
+        return ((pairs.astype(jnp.float32) - 7.0).reshape(self.shape) * self.scale).astype(self.scale.dtype)
+
+
+def pack_int4(params: Any, include: Any = ".*", exclude: Any = ()) -> Any:
+    """Params with the selected kernels replaced by :class:`PackedInt4` (symmetric, per channel).
+
+    Dequantising them (:func:`unpack_int4`) gives exactly the reference
+    ``fake_quant(w, 4)`` weights.
+    """
+    selection = select(params, include, exclude, field="include")
+
+    def leaf(w: Any, chosen: bool) -> Any:
+        if not chosen:
+            return w
+        w = jnp.asarray(w)
+        scale, zero = calibrate(w, 4, symmetric=True, axis=-1)
+        codes = np.asarray(quantize_codes(w, scale, zero, 4)).astype(np.int64) + 7
+        return PackedInt4(jnp.asarray(pack_bits(codes.ravel(), 4)), scale, tuple(w.shape))
+
+    return jax.tree.map(leaf, params, selection)
+
+
+def unpack_int4(params: Any) -> Any:
+    """Float params from a tree with :class:`PackedInt4` leaves (jittable)."""
+    return jax.tree.map(lambda x: x.dequantize() if isinstance(x, PackedInt4) else x, params,
+                        is_leaf=lambda x: isinstance(x, PackedInt4))
 
 
 # ----------------------------------------------------------------------------
