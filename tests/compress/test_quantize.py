@@ -203,6 +203,21 @@ def test_pruned_then_quantized_stores_nonzero_codes_and_a_bitmask(tmp_path):
     np.testing.assert_array_equal(loaded.params["hidden"]["kernel"], artifact.params["hidden"]["kernel"])
 
 
+def test_prune_step_then_quantize_composes_and_round_trips(tmp_path):
+    _, _, params = _cnn_params()
+    pruned = get_method("prune")(Compressed.from_params(params), {"sparsity": 0.75, "include": "hidden|conv_1"})
+    artifact = get_method("quantize")(pruned, {"bits": 4, "include": "hidden|conv_1"})
+    w = artifact.params["hidden"]["kernel"]
+    assert np.mean(w == 0) >= 0.75  # pruned zeros survive quantisation
+    record = artifact.storage["hidden/kernel"]
+    assert record.index_bytes == -(-w.size // 8) and record.value_bytes == -(-np.count_nonzero(w) * 4 // 8)
+    assert [h["method"] for h in artifact.history] == ["prune", "quantize"]
+    artifact.save(tmp_path)
+    loaded = Compressed.load(tmp_path, artifact.params)
+    for a, b in zip(jax.tree.leaves(artifact.params), jax.tree.leaves(loaded.params)):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("method", ["binarize", "ternarize"])
 def test_binary_and_ternary_steps_round_trip(tmp_path, method):
     _, _, params = _cnn_params()
