@@ -38,7 +38,7 @@ def objective(p: np.ndarray, a: np.ndarray, kind: str) -> float:
     return float(np.linalg.norm(view) / np.linalg.norm(base))
 
 
-def gradient(p: np.ndarray, a: np.ndarray, kind: str) -> np.ndarray:
+def gradient(p: np.ndarray, a: np.ndarray, kind: str, ref: float | None = None) -> np.ndarray:
     """d objective / d u_ij for the upper-triangle parameters u (P = u + u^T); [n, n] upper."""
     n = a.shape[0]
     c = flip_signs(a)
@@ -50,7 +50,8 @@ def gradient(p: np.ndarray, a: np.ndarray, kind: str) -> np.ndarray:
     normed = r[:, None] * x * r[None, :]
     m = normed if kind == "gcn_adj" else np.eye(n) - normed
     lam, vec = np.linalg.eigh(m)
-    ref = np.linalg.norm(np.linalg.eigvalsh(operator(a, kind)))
+    if ref is None:
+        ref = np.linalg.norm(np.linalg.eigvalsh(operator(a, kind)))
     g_m = (vec * (lam / (np.linalg.norm(lam) * ref))) @ vec.T  # d||lam|| / dM = sum lam_i v_i v_i^T / ||lam||
     g_n = g_m if kind == "gcn_adj" else -g_m  # derivative w.r.t. the normalised part
     s = -(g_n * normed).sum(1) / np.where(d > 0, d, 1.0)
@@ -82,10 +83,11 @@ def optimise(a: np.ndarray, init_upper: np.ndarray, sign: float, kind: str = "gc
              lr: float = 0.5, iterations: int = 20, normalize: bool = True, clip_max: float = 1.0) -> np.ndarray:
     """Projected gradient ascent of ``sign * objective`` for one graph; returns symmetric P [n, n]."""
     budget = ratio * a.sum() / 2
+    ref = np.linalg.norm(np.linalg.eigvalsh(operator(a, kind)))  # the original spectrum, once per graph
     u = project(np.triu(init_upper, 1), budget, clip_max)
     for t in range(iterations):
         p = u + u.T
-        g = sign * gradient(p, a, kind)
+        g = sign * gradient(p, a, kind, ref)
         if normalize:
             g = g / max(np.abs(g).max(), 1e-12)
         u = project(u + lr / np.sqrt(t + 2.0) * g, budget, clip_max)
