@@ -86,6 +86,8 @@ class AlbertConfig:
                                       min_exclusive=True)
     remat: str = option("none", help="rematerialisation policy of each layer", choices=tuple(REMAT_POLICIES))
     dtype: str = option("float32", help="computation dtype (parameters stay float32)", choices=tuple(DTYPES))
+    scan_unroll: int = option(1, help="layers per scan iteration: 1 compiles one layer body (fastest "
+                                      "compile); num_layers unrolls the stack", min=1)
 
     def validate(self, prefix: str) -> None:
         if self.hidden_size % self.num_heads:
@@ -107,7 +109,8 @@ class AlbertConfig:
                          sharing=self.sharing, num_groups=self.num_hidden_groups,
                          inner_group_num=self.inner_group_num, activation=self.hidden_act, dropout=self.dropout,
                          attention_dropout=self.attention_dropout, layer_norm_eps=self.layer_norm_eps,
-                         init_std=self.initializer_range, remat=self.remat, dtype=DTYPES[self.dtype])
+                         init_std=self.initializer_range, remat=self.remat, dtype=DTYPES[self.dtype],
+                         scan_unroll=self.scan_unroll)
 
     def param_breakdown(self) -> dict[str, int]:
         """Parameter counts of the encoder's parts, from ``jax.eval_shape`` of ``init``.

@@ -8,6 +8,28 @@ the paper's pretraining recipe (LAMB, learning rate 0.00176, batch 4096,
 pretrain them for real. ``jaxcompress model-info PRESET`` counts any of
 them without allocating it.
 
+Exact encoder parameters (embeddings + layers + pooler, heads excluded)
+against the paper's Table 1:
+
+==============  ===========  =====  ===========================================
+preset          exact        paper  note
+==============  ===========  =====  ===========================================
+bert-base       109,081,344  108M   108.49M without the pooler rounds to 108M
+bert-large      334,607,360  334M   333.56M without the pooler rounds to 334M
+albert-base      11,683,584   12M   rounds (with the pooler)
+albert-large     17,683,968   18M   rounds (with the pooler)
+albert-xlarge    58,724,864   60M   1.3M (2%) short; heads add only 0.3M
+albert-xxlarge  222,595,584  235M   12.4M (5%) short; heads add only 0.6M
+==============  ===========  =====  ===========================================
+
+So the paper counts the pooler for ALBERT but not for BERT, and its xlarge
+and xxlarge figures exceed any count of the published architecture, with or
+without the pretraining heads; the tests check those two against the closed
+form only. The ALBERT-base embedding
+ablation (E = 64/128/256/768: 87/89/93/108M unshared, 10/12/16/31M shared)
+follows the same pattern: unshared rows round without the pooler, shared rows
+with it.
+
 The tiny presets (``albert-tiny``, ``bert-tiny``) train in minutes on two CPU
 cores: H = 64, 4 layers, the 8k SentencePiece vocabulary of the embedded
 corpus and 128 positions.

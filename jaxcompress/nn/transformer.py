@@ -97,6 +97,9 @@ class StackSpec:
       init_std: standard deviation of the normal kernel initialiser.
       remat: key of :data:`REMAT_POLICIES`.
       dtype: computation dtype (parameters stay float32).
+      scan_unroll: layers per scan iteration (``lax.scan``'s ``unroll``): 1
+        compiles one layer body; more trades compile time for cross-layer
+        fusion.
     """
 
     hidden_size: int
@@ -113,6 +116,7 @@ class StackSpec:
     init_std: float = 0.02
     remat: str = "none"
     dtype: Any = jnp.float32
+    scan_unroll: int = 1
 
     @property
     def head_dim(self) -> int:
@@ -351,7 +355,8 @@ def _scanned_repeats(spec: StackSpec) -> Any:
         body = nn.remat(body, policy=policy, prevent_cse=False)
     return nn.scan(body, variable_broadcast="params", variable_axes={_LAYER_COLLECTION: 0},
                    split_rngs={"params": False, "dropout": True}, in_axes=(nn.broadcast, 0),
-                   length=spec.num_layers // spec.groups, metadata_params={nn.PARTITION_NAME: "layers"})
+                   length=spec.num_layers // spec.groups, unroll=spec.scan_unroll,
+                   metadata_params={nn.PARTITION_NAME: "layers"})
 
 
 class _Group(nn.Module):

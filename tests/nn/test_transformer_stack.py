@@ -114,6 +114,17 @@ def test_scan_matches_python_loop_of_blocks(case):
     np.testing.assert_allclose(got, _loop_reference(spec, mask)(params, x), atol=1e-5)
 
 
+@pytest.mark.parametrize("unroll", [2, L])
+def test_unrolled_scan_matches_python_loop_of_blocks(unroll):
+    """``scan_unroll`` changes how the layers compile, not what they compute."""
+    spec = _spec("attention", scan_unroll=unroll)
+    x, mask = _inputs()
+    stack = layer_stack(spec)
+    params = _random_params(stack, x, mask)
+    got = jax.jit(lambda p: stack.apply({"params": p}, x, mask))(params)
+    np.testing.assert_allclose(got, _loop_reference(spec, mask)(params, x), atol=1e-5)
+
+
 def test_scan_gradients_match_python_loop_with_and_without_remat():
     """A shared parameter accumulates every layer's gradient; a stacked one gets its own layer's."""
     spec = _spec("attention")
