@@ -105,7 +105,7 @@ def commands_spec(splits: tuple[tuple[str, int], ...]) -> CorpusSpec:
 
 def digits_spec(splits: tuple[tuple[str, int], ...]) -> CorpusSpec:
     return CorpusSpec("digits", DIGITS, DIGIT_LANGUAGES, (2, 4), (150, 230), (50, 200), (20.0, 40.0),
-                      splits, max_frames=320)
+                      splits, max_frames=240)
 
 
 @dataclasses.dataclass(frozen=True)

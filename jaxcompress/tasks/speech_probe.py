@@ -9,8 +9,8 @@ loss (its own Adam learning rate ``model.lambda_learning_rate``) plus
 
 Metrics: ``loss``, ``accuracy`` (utterance targets) or ``error_rate``,
 ``edits``, ``ref_length``, ``feasible`` (CTC targets), ``lambda``,
-``frame_period_ms`` (20 ms divided by the mean mixed weight) and
-``compressed_frames``.
+``frame_period_ms`` (20 ms divided by the mean mixed weight), ``compressed_frames``
+and ``frames_50hz``.
 
 References: Chen, Meng, Lee, "Once-for-All Sequence Compression for
 Self-Supervised Speech Models", ICASSP 2023 (arXiv 2211.02332) (adaptive
@@ -197,7 +197,8 @@ class SpeechProbeTask(Task):
         stats = ofa_probe.probe_losses(self.target, logits, out.mask, batch["labels"])
         mix = ofa_probe.mean_alpha_mix(out.alpha_mix, out.frame_mask)
         stats.update(lambda_=jnp.broadcast_to(lam, mix.shape), mean_alpha_mix=mix,
-                     compressed_frames=out.lengths.astype(jnp.float32))
+                     compressed_frames=out.lengths.astype(jnp.float32),
+                     frames_50hz=out.frame_mask.sum(-1).astype(jnp.float32))
         return stats
 
     def loss(self, params: Any, batch: Batch, rng: jax.Array) -> tuple[jax.Array, Metrics]:

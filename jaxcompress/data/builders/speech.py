@@ -7,7 +7,7 @@ log-mel features (see :mod:`jaxcompress.speech.corpus`). Phone and word
 boundaries come from the synthesiser itself, so they are exact ("oracle"
 segments).
 
-Records (``T`` = ``max_frames`` of the corpus, 128 for commands, 320 for digits):
+Records (``T`` = ``max_frames`` of the corpus, 128 for commands, 240 for digits):
 
 * ``logmel`` float16 [T, 40]: natural-log mel power, zero past ``num_frames``;
 * ``num_frames`` int32: valid 100 Hz frames;
