@@ -59,6 +59,8 @@ class OFASpeechSettings:
     targets: tuple[str, ...] = option(_TARGETS, help="downstream targets")
     probe_steps: int = option(300, help="steps of every probe fitted on frozen features", min=1)
     probe_lr: float = option(3e-3, help="probe learning rate", min=0.0, min_exclusive=True)
+    sequence_probe_steps: int = option(900, help="steps of the CTC probes (digits, phones)", min=1)
+    sequence_probe_lr: float = option(1e-2, help="learning rate of the CTC probes", min=0.0, min_exclusive=True)
     adaptive_targets: tuple[str, ...] = option(("keyword", "speaker", "digits"), help="targets of the adaptive-rate runs")
     adaptive_seeds: int = option(2, help="seeds per adaptive-rate run", min=0)
     adaptive_steps: int = option(120, help="steps of every adaptive-rate run", min=1)
@@ -85,8 +87,8 @@ def quick_settings() -> OFASpeechSettings:
     return OFASpeechSettings(preset="ofa-speech-smoke", digits_data="speech_digits_tiny",
                              commands_data="speech_commands_tiny", pretrain_steps=6, pretrain_batch=8,
                              fixed_lambdas=(1.0,), grid=(0.0, 1.0), targets=("keyword", "digits"),
-                             probe_steps=20, adaptive_targets=("keyword", "digits"), adaptive_seeds=1,
-                             adaptive_steps=4, adaptive_batch=8, penalties=(0.0,))
+                             probe_steps=20, sequence_probe_steps=20, adaptive_targets=("keyword", "digits"),
+                             adaptive_seeds=1, adaptive_steps=4, adaptive_batch=8, penalties=(0.0,))
 
 
 def _log(request: RunRequest, message: str) -> None:
@@ -159,15 +161,20 @@ def _grid_rows(settings: OFASpeechSettings, name: str, workdir: pathlib.Path, la
                 views = {s: ofa_eval.for_target(e, spec) for s, e in encoded.items()}
                 fit = ofa_eval.fit_probe(spec, _num_labels(dataset, target), views["train"], views["validation"],
                                          views["test"],
-                                         ofa_eval.ProbeSettings(steps=settings.probe_steps,
-                                                                learning_rate=settings.probe_lr,
-                                                                eval_every=max(settings.probe_steps // 4, 1)))
+                                         _probe_settings(settings, spec.level))
                 rows.append(_grid_row(name, target, lam, fit, views["test"], config,
                                       encode_s + time.perf_counter() - start))
                 r = rows[-1]
                 _log(request, f"  {name:10s} {target:9s} lambda {lam:.2f}  FP {r['frame_period_ms']:5.1f} ms  "
                               f"{spec.metric} {r['test']:.4f}  ({r['seconds']:.1f} s)")
     return rows
+
+
+def _probe_settings(settings: OFASpeechSettings, level: str) -> ofa_eval.ProbeSettings:
+    """Utterance heads converge in a few hundred steps; CTC heads need more steps and a larger rate."""
+    steps, lr = ((settings.probe_steps, settings.probe_lr) if level == "utterance"
+                 else (settings.sequence_probe_steps, settings.sequence_probe_lr))
+    return ofa_eval.ProbeSettings(steps=steps, learning_rate=lr, eval_every=max(steps // 4, 1))
 
 
 def _grid_row(name: str, target: str, lam: float, fit: dict[str, Any], test: ofa_eval.Encoded, config: Any,
@@ -211,7 +218,8 @@ def _report(settings: OFASpeechSettings, results: dict[str, Any]) -> str:
     rows, adaptive = results["grid"], results["adaptive_summary"]
     lines = ["# Once-for-all sequence compression on synthetic speech", "",
              f"Encoders pretrained for {settings.pretrain_steps} steps (batch {settings.pretrain_batch}) on "
-             f"`{settings.digits_data}`; probes fitted on frozen features for {settings.probe_steps} steps, "
+             f"`{settings.digits_data}`; probes fitted on frozen features for {settings.probe_steps} steps "
+             f"(CTC probes: {settings.sequence_probe_steps}), "
              f"scored on the test split (accuracy: higher is better; error rate: lower is better). "
              f"FP = measured mean frame period of the compressed sequence; FLOPs = transformer FLOPs "
              f"relative to the 50 Hz sequence.", ""]
