@@ -28,7 +28,7 @@ from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.train import train
 
 #: (pretraining steps, fine-tuning steps, eval every) in full and quick mode.
-SCHEDULE = {False: (300, 200, 100), True: (60, 40, 30)}
+SCHEDULE = {False: (1000, 300, 200), True: (60, 40, 30)}
 DOWNSTREAM = (("topic", "albert-tiny-topic"), ("pair", "albert-tiny-pair"))
 
 
