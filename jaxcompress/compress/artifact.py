@@ -70,7 +70,8 @@ class Compressed:
     @classmethod
     def from_params(cls, params: Any) -> "Compressed":
         """The uncompressed starting point: every leaf dense at its own dtype."""
-        host = jax.tree.map(np.asarray, jax.device_get(params))
+        # A copy: methods may then write into leaves without touching the caller's params.
+        host = jax.tree.map(np.array, jax.device_get(params))
         storage, encodings = {}, {}
 
         def record(path: str, leaf: np.ndarray) -> None:

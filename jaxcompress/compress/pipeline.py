@@ -10,6 +10,7 @@ config's evaluation split, timed, reported and saved in compact form.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import pathlib
 import typing
@@ -25,7 +26,7 @@ from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.methods import get_method
 from jaxcompress.compress.report import compression_report, markdown_table, measure_latency, plot_accuracy_vs_size
 from jaxcompress.compress.structured import apply_model_changes
-from jaxcompress.config import Config, get_preset, PRESETS, validate
+from jaxcompress.config import Config, get_preset, PRESETS, to_dict, validate
 from jaxcompress.errors import CheckpointError, ConfigError
 from jaxcompress.train.checkpoint import CheckpointStore
 from jaxcompress.train.loop import Steps, evaluate
@@ -37,6 +38,9 @@ from jaxcompress.train.task import Task, make_task
 def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuilds a :class:`Config` from ``config.json`` (the preset supplies the model type)."""
     config = get_preset(values["name"]) if values.get("name") in PRESETS else Config()
+    if "model_class" in values:  # the model config's own type, whatever the preset
+        module, _, qualname = values["model_class"].partition(":")
+        config.model = getattr(importlib.import_module(module), qualname)()
 
     def assign(node: Any, tree: dict[str, Any], prefix: str) -> None:
         hints = typing.get_type_hints(type(node))
@@ -127,55 +131,86 @@ def _literal(raw: str) -> Any:
     return raw
 
 
+@dataclasses.dataclass
+class _Evaluator:
+    """What evaluating one model config needs, built (and compiled) once per config."""
+
+    task: Task
+    steps: Steps
+    eval_source: Any
+    forward: Any
+    flops_inputs: tuple
+
+
+#: Evaluators by config (as JSON): a sweep evaluating many compressed versions of one
+#: model reuses the compiled eval and forward programs instead of recompiling per version.
+_EVALUATORS: dict[str, _Evaluator] = {}
+_MAX_EVALUATORS = 4
+
+
+def _evaluator(config: Config) -> _Evaluator:
+    key = json.dumps(to_dict(config), sort_keys=True, default=str)
+    if key not in _EVALUATORS:
+        info = data_lib.dataset_info(config.data.name, config.data.data_dir or None)
+        task = make_task(config, info)
+        eval_source = data_lib.load_split(config.data.name, config.data.eval_split or config.data.train_split,
+                                          config.data.data_dir or None)
+        example = task.prepare_batch(eval_source.read(np.arange(1)))
+        fn, inputs = task.forward_for_flops()
+        if len(_EVALUATORS) >= _MAX_EVALUATORS:
+            _EVALUATORS.pop(next(iter(_EVALUATORS)))
+        _EVALUATORS[key] = _Evaluator(task, _steps_for(config, task, example, with_optimizer=False), eval_source,
+                                      jax.jit(fn), inputs)
+    return _EVALUATORS[key]
+
+
 def evaluate_params(config: Config, params: Any) -> tuple[dict[str, float], float, float]:
     """Evaluation metrics, forward FLOPs per example and median batch latency of ``params``.
 
     ``config`` must already describe the model ``params`` belong to (after any
     structural changes).
     """
-    info = data_lib.dataset_info(config.data.name, config.data.data_dir or None)
-    task = make_task(config, info)
-    eval_source = data_lib.load_split(config.data.name, config.data.eval_split or config.data.train_split,
-                                      config.data.data_dir or None)
-    example = task.prepare_batch(eval_source.read(np.arange(1)))
-    steps = _steps_for(config, task, example, with_optimizer=False)
-    device_params = jax.device_put(jax.tree.map(jnp.asarray, params), steps.state_shardings.params)
-    metrics = evaluate(steps, task, device_params, eval_source, config.data.eval_batch_size)
-    fn, inputs = task.forward_for_flops()
-    forward = jax.jit(fn)
-    cost = forward.lower(device_params, *inputs).compile().cost_analysis()
+    ev = _evaluator(config)
+    device_params = jax.device_put(jax.tree.map(jnp.asarray, params), ev.steps.state_shardings.params)
+    metrics = evaluate(ev.steps, ev.task, device_params, ev.eval_source, config.data.eval_batch_size)
+    cost = ev.forward.lower(device_params, *ev.flops_inputs).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    batch = jax.tree.map(lambda x: jnp.zeros((config.data.eval_batch_size,) + x.shape[1:], x.dtype), inputs)
-    latency = measure_latency(forward, device_params, *batch)
+    batch = jax.tree.map(lambda x: jnp.zeros((config.data.eval_batch_size,) + x.shape[1:], x.dtype),
+                         ev.flops_inputs)
+    latency = measure_latency(ev.forward, device_params, *batch)
     return metrics, float(cost.get("flops", float("nan"))), latency
 
 
 def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: list[str],
-                     out: str | pathlib.Path | None = None, name: str | None = None) -> dict[str, Any]:
+                     out: str | pathlib.Path | None = None, name: str | None = None,
+                     baseline_eval: tuple[dict[str, float], float, float] | None = None,
+                     trained: TrainedModel | None = None) -> dict[str, Any]:
     """Applies ``methods`` in order to a trained model and writes the report and the compact model.
 
     Writes ``OUT/report.json``, ``OUT/report.md``, ``OUT/accuracy_vs_size.png`` and
     ``OUT/model/`` (compact form). ``OUT`` defaults to ``WORKDIR/compressed/<methods>``.
+    ``baseline_eval`` is the uncompressed model's ``evaluate_params`` result and
+    ``trained`` the restored work directory, when a sweep over many methods has them already.
     """
     if not methods:
         raise ConfigError("compress needs at least one --method")
     options = parse_method_options(methods, settings)
     steps_fns = [get_method(m) for m in methods]  # unknown names fail before any work
-    trained = load_trained(workdir)
+    trained = trained or load_trained(workdir)
     name = name or "+".join(methods)
     out = pathlib.Path(out) if out else pathlib.Path(workdir) / "compressed" / name
     out.mkdir(parents=True, exist_ok=True)
 
-    baseline = Compressed.from_params(trained.params)
-    artifact = baseline
+    uncompressed = Compressed.from_params(trained.params)
+    artifact = uncompressed
     for method, fn in zip(methods, steps_fns):
         extra = {"model_config": apply_model_changes(trained.config, artifact.model_changes).model} \
             if method == "structured" else {}
         artifact = fn(artifact, {**options[method], **extra})
 
-    before = evaluate_params(trained.config, baseline.params)
+    before = baseline_eval or evaluate_params(trained.config, uncompressed.params)
     after = evaluate_params(apply_model_changes(trained.config, artifact.model_changes), artifact.params)
-    report = compression_report(name, baseline, artifact, metrics_before=before[0], metrics_after=after[0],
+    report = compression_report(name, uncompressed, artifact, metrics_before=before[0], metrics_after=after[0],
                                 flops_before=before[1], flops_after=after[1],
                                 latency_before_s=before[2], latency_after_s=after[2])
     artifact.save(out / "model")

@@ -33,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -427,6 +428,14 @@ def _encode_ternary(path: str, w: np.ndarray, per_channel: bool, factor: float) 
     return decode_ternary(parts, w.shape).astype(w.dtype), (storage, ("ternary", parts))
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _reference_codes(x: jax.Array, key: jax.Array | None, bits: int, per_channel: bool, symmetric: bool,
+                     rounding: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+    scale, zero_point = calibrate(x, bits, symmetric=symmetric, axis=-1 if per_channel else None)
+    return quantize_codes(x, scale, zero_point, bits, symmetric=symmetric, rounding=rounding, key=key), \
+        scale, zero_point
+
+
 def quantize_leaf(path: str, w: np.ndarray, bits: int, *, per_channel: bool = True, symmetric: bool = True,
                   backend: str = "qwix", rounding: str = "nearest",
                   key: jax.Array | None = None) -> tuple[np.ndarray, tuple[LeafStorage, tuple]]:
@@ -441,10 +450,9 @@ def quantize_leaf(path: str, w: np.ndarray, bits: int, *, per_channel: bool = Tr
 
         codes, scale, zero_point, qmin = qwix_codes(w, bits, per_channel=per_channel, symmetric=symmetric)
     else:
-        x = jnp.asarray(w, jnp.float32)
-        scale_j, zp_j = calibrate(x, bits, symmetric=symmetric, axis=-1 if per_channel else None)
-        codes = np.asarray(quantize_codes(x, scale_j, zp_j, bits, symmetric=symmetric, rounding=rounding,
-                                          key=key)).astype(np.int64)
+        codes_j, scale_j, zp_j = _reference_codes(jnp.asarray(w, jnp.float32), key, bits, per_channel, symmetric,
+                                                  rounding)
+        codes = np.asarray(codes_j).astype(np.int64)
         scale = np.asarray(scale_j, np.float32)
         zero_point = None if symmetric else np.asarray(zp_j).astype(np.int32)
         qmin = int_range(bits, symmetric)[0]

@@ -30,6 +30,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -103,6 +104,16 @@ def qat_model(model: Any, weight_bits: int = 8, act_bits: int | None = None, mod
     return qwix.quantize_model(model, provider)
 
 
+@functools.partial(jax.jit, static_argnames=("bits", "per_channel", "symmetric"))
+def _qwix_quantize(array: jax.Array, bits: int, per_channel: bool, symmetric: bool) -> tuple:
+    # One compiled program per leaf shape instead of a dispatch per primitive.
+    axes = (array.ndim - 1,) if per_channel and array.ndim else ()
+    qarray = qwix.quantize(array, qtype(bits), channelwise_axes=axes,
+                           calibration_method="absmax" if symmetric else "minmax")
+    zero_point = None if qarray.zero_point is None else qarray.zero_point.astype(jnp.int8)
+    return qarray.qvalue.astype(jnp.int8), qarray.scale, zero_point
+
+
 def qwix_codes(w: np.ndarray, bits: int, *, per_channel: bool = True,
                symmetric: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
     """qwix's quantization of one array: ``(codes, scale, zero_point or None, qmin)``.
@@ -110,14 +121,10 @@ def qwix_codes(w: np.ndarray, bits: int, *, per_channel: bool = True,
     ``codes`` are signed integers in ``[-2^(b-1), 2^(b-1) - 1]`` and
     ``w ≈ (codes - zero_point) * scale`` with ``scale`` broadcastable to ``w``.
     """
-    array = jnp.asarray(w, jnp.float32)
-    axes = (array.ndim - 1,) if per_channel and array.ndim else ()
-    qarray = qwix.quantize(array, qtype(bits), channelwise_axes=axes,
-                           calibration_method="absmax" if symmetric else "minmax")
-    codes = np.asarray(qarray.qvalue.astype(jnp.int8)).astype(np.int64)
-    zero_point = None if qarray.zero_point is None else \
-        np.asarray(qarray.zero_point.astype(jnp.int8)).astype(np.int32)
-    return codes, np.asarray(qarray.scale, np.float32), zero_point, -(2 ** (bits - 1))
+    qtype(bits)  # validates before tracing
+    codes, scale, zero_point = _qwix_quantize(jnp.asarray(w, jnp.float32), bits, per_channel, symmetric)
+    zero_point = None if zero_point is None else np.asarray(zero_point).astype(np.int32)
+    return np.asarray(codes).astype(np.int64), np.asarray(scale, np.float32), zero_point, -(2 ** (bits - 1))
 
 
 def dequantize_tree(qparams: Any) -> Any:

@@ -18,6 +18,7 @@ from jaxcompress.errors import ConfigError
 from jaxcompress.nn import CNNClassifier
 from jaxcompress.train import train
 from tests.compress.teacher_cache import trained_cnn_teacher
+from tests.helpers import read_metrics
 
 RNG = np.random.default_rng(4)
 
@@ -48,8 +49,11 @@ def test_depthwise_separable_layer_matches_slow_loops_and_is_exact_for_separable
     assert p["conv_1"]["depthwise"].shape == (3, 3, 1, 4) and p["conv_1"]["pointwise"].shape == (4, 6)
     assert sum(v.size for k, v in p["conv_1"].items() if k != "bias") == 4 * (9 + 6)
     # The intercepted conv_1 equals the loop implementation of its factors.
-    with factored_layers():
-        _, feats = D.capture(model, {"params": p}, x, ["conv_0", "conv_1"])
+    def taps(params, x):
+        with factored_layers():
+            return D.capture(model, {"params": params}, x, ["conv_0", "conv_1"])[1]
+
+    feats = jax.jit(taps)(p, x)
     pooled = np.asarray(jax.nn.relu(feats["conv_0"])).reshape(2, 4, 2, 4, 2, 4).mean(axis=(2, 4))
     ref = slow_depthwise_then_pointwise(pooled, p["conv_1"]["depthwise"], p["conv_1"]["pointwise"],
                                         p["conv_1"]["bias"])
@@ -67,9 +71,11 @@ def test_full_rank_spatially_separable_conv_equals_the_conv():
     artifact = C.separable_params(Compressed.from_params(params), include="conv_1", kind="spatial", rank=12)
     assert artifact.params["conv_1"]["vertical"].shape == (3, 1, 4, 12)
     assert artifact.params["conv_1"]["horizontal"].shape == (1, 3, 12, 6)
-    with factored_layers():
-        got = model.apply({"params": artifact.params}, x)
-    np.testing.assert_allclose(got, model.apply({"params": params}, x), atol=1e-5)
+    def forward(params, x):
+        with factored_layers():
+            return model.apply({"params": params}, x)
+
+    np.testing.assert_allclose(jax.jit(forward)(artifact.params, x), jax.jit(forward)(params, x), atol=1e-5)
     with pytest.raises(ConfigError, match="separable.rank"):
         C.separable_params(Compressed.from_params(params), include="conv_1", kind="spatial", rank=13)
     with pytest.raises(ConfigError, match="separable.include"):
@@ -79,13 +85,17 @@ def test_full_rank_spatially_separable_conv_equals_the_conv():
 def _accuracy(model, params, split="validation"):
     source = data_lib.load_split("digits", split)
     records = source.read(np.arange(len(source)))
-    with factored_layers():
-        logits = jax.jit(lambda p, x: model.apply({"params": p}, x))(params, records["image"])
+    def forward(params, x):
+        with factored_layers():
+            return model.apply({"params": params}, x)
+
+    logits = jax.jit(forward)(params, records["image"])
     return float((np.asarray(logits).argmax(-1) == records["label"]).mean())
 
 
 def test_compressed_student_is_distilled_from_the_original(tmp_path):
-    """Separable conv_1 + SVD hidden layer + 3-bit k-means logits, then a short distillation."""
+    """Separable conv_1 + SVD hidden layer + 3-bit k-means logits, then a short distillation
+    through the real loop (the way compressed models are fine-tuned)."""
     teacher_dir, _ = trained_cnn_teacher()
     teacher_params = D.load_trained_params(teacher_dir)
     artifact = C.separable_params(Compressed.from_params(teacher_params), include="conv_1")
@@ -95,13 +105,21 @@ def test_compressed_student_is_distilled_from_the_original(tmp_path):
     model = CNNClassifier(channels=(16, 32), num_classes=10, hidden_size=64)
     before = _accuracy(model, artifact.params)
 
+    # Logit KD plus FitNets hints and attention transfer, teacher and student in one jitted step.
     distill = D.DistillConfig(teacher=CNNConfig(), student=CNNConfig(), teacher_workdir=str(teacher_dir),
-                              student_init=str(tmp_path / "student"), temperature=2.0, alpha=0.5)
+                              student_init=str(tmp_path / "student"), temperature=2.0, alpha=0.5,
+                              hidden_pairs=("hidden:hidden",), hidden_weight=0.1,
+                              attention_pairs=("conv_1:conv_1",), attention_weight=1.0)
     config = Config(name="compact-distill", task="distill", model=distill, data=DataConfig(batch_size=32),
                     optim=OptimConfig(learning_rate=3e-3), steps=60, eval_every=0, checkpoint_every=0,
                     log_every=20)
-    train(config, tmp_path / "run", quiet=True)
-    student = D.load_trained_params(tmp_path / "run")["student"]
+    summary = train(config, tmp_path / "run", quiet=True)
+    assert {"accuracy", "agreement", "loss"} <= set(summary["eval_metrics"])
+    assert {"kd", "ce", "hidden", "attention"} <= set(read_metrics(tmp_path / "run")[0])
+    trained = D.load_trained_params(tmp_path / "run")
+    for a, b in zip(jax.tree.leaves(trained["teacher"]), jax.tree.leaves(teacher_params)):
+        np.testing.assert_array_equal(a, b)  # the teacher is frozen
+    student = trained["student"]
     after = _accuracy(model, student)
     assert after > before + 0.02, (before, after)
     # The structure stayed compressed: factors, not kernels, and 8 shared logits values.

@@ -1,21 +1,22 @@
-"""Distillation: losses against NumPy, feature taps, and the distill task in the real loop."""
+"""Distillation: losses against NumPy, feature taps, and the distill task's jitted step."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from jaxcompress import data as data_lib
 from jaxcompress.compress import distill as D
 from jaxcompress.config import CNNConfig, Config, DataConfig, OptimConfig, validate
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import MLPClassifier
 from jaxcompress.tasks.distillation import DistillationTask
-from jaxcompress.train import train
 from tests.compress.teacher_cache import trained_cnn_teacher
-from tests.helpers import read_metrics
 
 RNG = np.random.default_rng(3)
+INFO = {"num_classes": 10, "input_key": "image", "label_key": "label", "input_shape": (8, 8, 1)}
 
 
 def numpy_log_softmax(z):
@@ -56,11 +57,11 @@ def test_attention_and_cosine_losses_match_numpy():
 def test_capture_taps_a_module_output_without_changing_the_model():
     model = MLPClassifier(hidden_sizes=(12, 8), num_classes=10)
     x = RNG.normal(size=(4, 20)).astype(np.float32)
-    params = jax.tree.map(np.asarray, nn.unbox(model.init(jax.random.key(0), x))["params"])
-    out, feats = D.capture(model, {"params": params}, x, ["hidden_0"])
+    params = jax.tree.map(np.asarray, nn.unbox(jax.jit(model.init)(jax.random.key(0), x))["params"])
+    out, feats = jax.jit(lambda p, v: D.capture(model, {"params": p}, v, ["hidden_0"]))(params, x)
     np.testing.assert_allclose(feats["hidden_0"], x @ params["hidden_0"]["kernel"] + params["hidden_0"]["bias"],
                                rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(out, model.apply({"params": params}, x))
+    np.testing.assert_array_equal(out, jax.jit(model.apply)({"params": params}, x))
     with pytest.raises(ConfigError, match="hidden_9.*hidden_0"):
         D.capture(model, {"params": params}, x, ["hidden_9"])
 
@@ -81,29 +82,45 @@ def test_config_errors_name_the_field(tmp_path):
         validate(_distill_config(tmp_path, attention_weight=1.0))
 
 
-def test_distillation_trains_through_the_loop_with_a_frozen_teacher(tmp_path):
-    teacher_dir, teacher_summary = trained_cnn_teacher()
+def test_distill_step_freezes_the_teacher_and_projects_a_narrower_student():
+    """The task's loss and optimiser in a jitted step (the real loop runs in test_compact)."""
+    teacher_dir, _ = trained_cnn_teacher()
     config = _distill_config(teacher_dir, hidden_pairs=("hidden:hidden",), hidden_weight=1.0,
                              attention_pairs=("conv_1:conv_1",), attention_weight=10.0)
-    summary = train(config, tmp_path, quiet=True)
-    records = read_metrics(tmp_path)
-    assert {"kd", "ce", "hidden", "attention", "agreement"} <= set(records[0])
-    # A random student first learns the hints: every trained term falls.
-    for key in ("loss", "hidden", "attention"):
-        assert records[-1][key] < 0.8 * records[0][key], key
-    assert {"accuracy", "agreement", "loss"} <= set(summary["eval_metrics"])
-    trained = D.load_trained_params(tmp_path)
-    teacher = D.load_trained_params(teacher_dir)
-    for a, b in zip(jax.tree.leaves(trained["teacher"]), jax.tree.leaves(teacher)):
-        np.testing.assert_array_equal(a, b)  # frozen: bit-identical after training
+    task = DistillationTask(config, INFO)
+    source = data_lib.load_split("digits", "train")
+    batch = jax.tree.map(jnp.asarray, task.prepare_batch(source.read(np.arange(64))))
+    params = nn.unbox(jax.jit(task.init)(jax.random.key(0), batch))
     # FitNets projection from the student's 16 hidden units to the teacher's 64.
-    assert trained["projections"]["pair_0"]["kernel"].shape == (16, 64)
+    assert params["projections"]["pair_0"]["kernel"].shape == (16, 64)
+    teacher = D.load_trained_params(teacher_dir)
+    for a, b in zip(jax.tree.leaves(params["teacher"]), jax.tree.leaves(teacher)):
+        np.testing.assert_array_equal(a, b)
+    tx = task.wrap_optimizer(optax.adam(1e-2))
+    state = tx.init(params)
+    trainable = sum(x.size for x in jax.tree.leaves({k: params[k] for k in ("student", "projections")}))
+    assert sum(x.size for x in jax.tree.leaves(state)) == 2 * trainable + 1  # Adam moments + count: no teacher
+
+    @jax.jit
+    def step(params, state, rng):
+        (_, metrics), grads = jax.value_and_grad(task.loss, has_aux=True)(params, batch, rng)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, metrics, grads
+
+    history = []
+    for i in range(20):
+        params, state, metrics, grads = step(params, state, jax.random.key(i))
+        history.append(metrics)
+        assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads["teacher"]))
+    for key in ("loss", "hidden", "attention", "kd"):
+        assert float(history[-1][key]) < float(history[0][key]), key
+    for a, b in zip(jax.tree.leaves(params["teacher"]), jax.tree.leaves(teacher)):
+        np.testing.assert_array_equal(a, b)  # frozen: bit-identical
 
 
 def test_student_and_teacher_inputs_are_separate_batch_keys():
     teacher_dir, _ = trained_cnn_teacher()
-    info = {"num_classes": 10, "input_key": "image", "label_key": "label", "input_shape": (8, 8, 1)}
-    task = DistillationTask(_distill_config(teacher_dir), info)
+    task = DistillationTask(_distill_config(teacher_dir), INFO)
     raw = {"image": np.zeros((2, 8, 8, 1)), "label": np.array([1, 2]), "teacher_image": np.ones((2, 8, 8, 1))}
     batch = task.prepare_batch(raw)
     assert batch["input"].sum() == 0 and batch["teacher_input"].sum() == 2 * 64

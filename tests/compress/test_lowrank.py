@@ -15,6 +15,14 @@ from jaxcompress.nn import CNNClassifier, MLPClassifier
 RNG = np.random.default_rng(1)
 
 
+def factored_forward(model):
+    def forward(params, x):
+        with factored_layers():
+            return model.apply({"params": params}, x)
+
+    return jax.jit(forward)
+
+
 def test_full_rank_svd_reconstructs_exactly():
     w = RNG.normal(size=(20, 12)).astype(np.float32)
     u, v = L.svd_factors(w, 12)
@@ -36,20 +44,19 @@ def test_rank_rules_by_hand():
 def test_full_rank_tucker2_reconstructs_and_the_conv_chain_equals_the_conv():
     model = CNNClassifier(channels=(4, 6), num_classes=10, hidden_size=12)
     x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
-    params = jax.tree.map(np.asarray, nn.unbox(model.init(jax.random.key(1), x))["params"])
+    params = jax.tree.map(np.asarray, nn.unbox(jax.jit(model.init)(jax.random.key(1), x))["params"])
     w = params["conv_1"]["kernel"]
     first, core, last = L.tucker2_factors(w, 4, 6)
     np.testing.assert_allclose(L.tucker2_reconstruct(first, core, last), w, atol=1e-6)
     factored = {**params, "conv_1": {"bias": params["conv_1"]["bias"], "first": first, "core": core, "last": last}}
-    with factored_layers():
-        got = model.apply({"params": factored}, x)
-    np.testing.assert_allclose(got, model.apply({"params": params}, x), atol=1e-5)
+    np.testing.assert_allclose(factored_forward(model)(factored, x), jax.jit(model.apply)({"params": params}, x),
+                               atol=1e-5)
 
 
 def test_factored_mlp_equals_x_at_u_at_v_and_counts_match_formulas(tmp_path):
     model = MLPClassifier(hidden_sizes=(48,), num_classes=10)
     x = np.asarray(jax.random.uniform(jax.random.key(0), (5, 64)))
-    params = jax.tree.map(np.asarray, nn.unbox(model.init(jax.random.key(1), x))["params"])
+    params = jax.tree.map(np.asarray, nn.unbox(jax.jit(model.init)(jax.random.key(1), x))["params"])
     artifact = get_method("lowrank")(Compressed.from_params(params), {"rank": 6})
     p = artifact.params
     assert p["hidden_0"]["U"].shape == (64, 6) and p["hidden_0"]["V"].shape == (6, 48)
@@ -57,8 +64,7 @@ def test_factored_mlp_equals_x_at_u_at_v_and_counts_match_formulas(tmp_path):
     # A NumPy forward pass with the factors, independent of the interceptor.
     h = np.maximum(x @ p["hidden_0"]["U"] @ p["hidden_0"]["V"] + p["hidden_0"]["bias"], 0)
     ref = h @ p["logits"]["U"] @ p["logits"]["V"] + p["logits"]["bias"]
-    with factored_layers():
-        np.testing.assert_allclose(model.apply({"params": p}, x), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(factored_forward(model)(p, x), ref, rtol=1e-5, atol=1e-5)
     factor_values = sum(s.size for path, s in artifact.storage.items() if s.format == "low_rank")
     assert factor_values == 6 * (64 + 48) + 6 * (48 + 10)
     assert artifact.storage["hidden_0/U"].value_bytes == 64 * 6 * 4
@@ -70,7 +76,7 @@ def test_factored_mlp_equals_x_at_u_at_v_and_counts_match_formulas(tmp_path):
 
 def test_energy_and_budget_choose_ranks_and_keep_layers_that_would_grow():
     model = CNNClassifier(channels=(4, 16), num_classes=10, hidden_size=32)
-    params = jax.tree.map(np.asarray, nn.unbox(model.init(jax.random.key(1), np.zeros((1, 8, 8, 1))))["params"])
+    params = jax.tree.map(np.asarray, nn.unbox(jax.jit(model.init)(jax.random.key(1), np.zeros((1, 8, 8, 1))))["params"])
     full = L.lowrank_params(Compressed.from_params(params), energy=1.0)
     assert set(full.history[-1]["kept_dense"]) == {"conv_0/kernel", "conv_1/kernel", "hidden/kernel",
                                                     "logits/kernel"}
@@ -90,6 +96,6 @@ def test_energy_and_budget_choose_ranks_and_keep_layers_that_would_grow():
 ])
 def test_bad_lowrank_options_name_the_field(options, field):
     model = MLPClassifier(hidden_sizes=(16,), num_classes=10)
-    params = jax.tree.map(np.asarray, nn.unbox(model.init(jax.random.key(1), np.zeros((1, 20))))["params"])
+    params = jax.tree.map(np.asarray, nn.unbox(jax.jit(model.init)(jax.random.key(1), np.zeros((1, 20))))["params"])
     with pytest.raises(ConfigError, match=field):
         get_method("lowrank")(Compressed.from_params(params), options)
