@@ -45,6 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="jaxcompress-demo", help="output directory (default: %(default)s)")
     demo.add_argument("--quick", action="store_true", help="a smaller run for a first look")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="change the workflow's settings (see 'jaxcompress run large-then-compress')")
 
     train = sub.add_parser("train", help="train a preset or a Python config file")
     train.add_argument("config", nargs="?", help="preset name or path to a .py file with get_config()")
@@ -72,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="a small version for a first look")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--config", help="a .py file whose get_config() returns the experiment's config")
     run.add_argument("--list", action="store_true", help="list the experiments and exit")
 
     compress = sub.add_parser("compress", help="compress a trained model and report sizes, speed and accuracy")
@@ -163,7 +166,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0 if args.list else 2
     out = pathlib.Path(args.out or pathlib.Path("runs") / args.experiment)
     run_experiment(args.experiment, RunRequest(out=out, quick=args.quick, quiet=args.quiet,
-                                               overrides=tuple(args.overrides)))
+                                               overrides=tuple(args.overrides), config=args.config))
     return 0
 
 
@@ -186,7 +189,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jaxcompress.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, quiet=args.quiet)
+    run_demo(args.out, quick=args.quick, quiet=args.quiet, overrides=args.overrides)
     return 0
 
 

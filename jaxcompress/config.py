@@ -306,8 +306,8 @@ def get_preset(name: str) -> Config:
     return PRESETS[name]()
 
 
-def load_config(spec: str) -> Config:
-    """A preset name, or a Python file defining ``get_config() -> Config``."""
+def load_config(spec: str, expected: type = Config) -> Any:
+    """A preset name, or a Python file defining ``get_config()`` returning ``expected``."""
     path = pathlib.Path(spec)
     if spec.endswith(".py"):
         if not path.is_file():
@@ -316,11 +316,14 @@ def load_config(spec: str) -> Config:
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)  # type: ignore[union-attr]
         if not hasattr(module, "get_config"):
-            raise ConfigError(f"config file {spec!r} must define get_config() returning a Config")
+            raise ConfigError(f"config file {spec!r} must define get_config() returning a {expected.__name__}")
         config = module.get_config()
-        if not isinstance(config, Config):
-            raise ConfigError(f"get_config() in {spec!r} returned {type(config).__name__}, expected Config")
+        if not isinstance(config, expected):
+            raise ConfigError(f"get_config() in {spec!r} returned {type(config).__name__}, "
+                              f"expected {expected.__name__}")
         return config
+    if expected is not Config:
+        raise ConfigError(f"config {spec!r} must be a .py file defining get_config() -> {expected.__name__}")
     return get_preset(spec)
 
 
@@ -486,8 +489,16 @@ def _check_type(key: str, value: Any, hint: Any) -> None:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-friendly nested dict of the config (recorded in the workdir)."""
-    return dataclasses.asdict(config)
+    """A JSON-friendly nested dict of the config (recorded in the workdir).
+
+    The model config's class is recorded as ``model_class`` so the dict can be
+    turned back into the same typed config (see ``compress.pipeline.config_from_dict``).
+    """
+    values = dataclasses.asdict(config)
+    model = getattr(config, "model", None)
+    if dataclasses.is_dataclass(model):
+        values["model_class"] = f"{type(model).__module__}:{type(model).__qualname__}"
+    return values
 
 
 def describe(config: Any, prefix: str = "") -> list[tuple[str, Any, str]]:

@@ -1,33 +1,39 @@
-"""``jaxcompress demo``: the main job on the embedded default data.
+"""``jaxcompress demo``: the main job, train large then compress, on the embedded corpus.
 
-Until the train-large-then-compress workflow lands, the demo trains the MLP
-classifier on the embedded handwritten digits through the full runtime
-(sharded jitted steps, checkpoints, metrics, summary), plots its curves and
-says plainly what it did.
+It is ``jaxcompress run large-then-compress`` with its defaults (``--quick``:
+two sizes and a smaller budget). See
+:mod:`jaxcompress.runners.large_then_compress` for the stages and
+``experiments/large_then_compress/README.md`` for a full run's numbers.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import pathlib
+from typing import Sequence
 
-from jaxcompress.config import get_preset
-from jaxcompress.plots import plot_training_curves
-from jaxcompress.train import train
+from jaxcompress.config import apply_overrides
+from jaxcompress.runners.large_then_compress import QUICK, LargeThenCompressConfig, run_large_then_compress
 
 
-def run_demo(out: str, *, quick: bool = False, quiet: bool = False) -> dict:
-    """Trains, plots and prints a short account of the run. Resumes if interrupted."""
-    config = get_preset("digits-mlp-tiny" if quick else "digits-mlp")
-    workdir = pathlib.Path(out).expanduser().absolute()
-    summary = train(config, workdir, quiet=quiet)
-    plot = plot_training_curves(workdir / "metrics.jsonl", workdir / "curves.png")
-    accuracy = summary["eval_metrics"].get("accuracy", float("nan"))
-    print(f"Trained an MLP classifier ({summary['num_params']:,} parameters) on the embedded digits "
-          f"dataset (scikit-learn's 8x8 handwritten digits) for {summary['final_step']} steps on "
-          f"{summary['num_devices']} device(s) in {summary['wall_time_s']:.1f} s.")
-    print(f"Validation accuracy {accuracy:.3f}; loss curves in {plot}; "
-          f"checkpoints, metrics and summary.json in {workdir}.")
-    print("The train-large-then-compress demo will replace this job once the compression toolkit lands.")
-    (workdir / "demo.json").write_text(json.dumps({"summary": summary, "plot": str(plot)}, indent=2) + "\n")
-    return summary
+def run_demo(out: str, *, quick: bool = False, quiet: bool = False, overrides: Sequence[str] = ()) -> dict:
+    """Runs the workflow into ``out`` and prints where the report is. Resumes if interrupted.
+
+    ``overrides`` are ``KEY=VALUE`` settings of :class:`LargeThenCompressConfig`.
+    """
+    config = LargeThenCompressConfig()
+    if quick:
+        config = dataclasses.replace(config, **QUICK)
+    config = apply_overrides(config, list(overrides))
+    out_dir = pathlib.Path(out).expanduser().absolute()
+    results = run_large_then_compress(config, out_dir, quiet=quiet)
+    one, two = results["claim_1"], results["claim_2"]
+    print(f"Pretrained {len(results['sizes'])} encoder sizes at {config.budget_tflops} TFLOPs each, fine-tuned "
+          f"and compressed them ({len(results['compression'])} compressed models) in "
+          f"{results['wall_time_s'] / 60:.1f} min.")
+    print(f"Claim 1 (larger models reach a given loss in fewer steps): "
+          f"{'supported' if one['supported_steps'] else 'not supported'} by this run; "
+          f"claim 2 (compressed large beats lightly compressed small at equal size): "
+          f"{'supported' if two['supported'] else 'not supported'}.")
+    print(f"Report: {out_dir / 'report.md'}; plots: {', '.join(str(out_dir / p) for p in results['plots'])}")
+    return results

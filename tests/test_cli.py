@@ -24,7 +24,7 @@ def test_version_and_help(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "nope"], "unknown preset 'nope'; allowed presets: digits-mlp, digits-mlp-tiny"),
+    (["train", "nope"], "unknown preset 'nope'; allowed presets: albert-base, albert-large"),
     (["train", "digits-mlp", "--set", "optim.lr=1"], "unknown config key 'optim.lr'"),
     (["train", "digits-mlp", "--set", "steps=many"], "config key 'steps' expects an integer, got 'many'"),
     (["train", "digits-mlp", "--set", "optim.name=adagrad"], "must be one of adamw, adam, sgd, lamb"),
@@ -89,9 +89,33 @@ def test_train_end_to_end_through_the_command(tmp_path, capsys):
     assert printed["params_sha256"] == summary["params_sha256"] and summary["final_step"] == 40
 
 
-def test_quick_demo(tmp_path, capsys):
-    assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path / "demo")]) == 0
-    out = capsys.readouterr().out
-    assert "Trained an MLP classifier" in out and "Validation accuracy" in out
-    assert (tmp_path / "demo" / "curves.png").stat().st_size > 1000
-    assert (tmp_path / "demo" / "summary.json").exists()
+#: The demo's workflow at its smallest: two sizes, a few steps each, two compression levels.
+TINY_DEMO = ["--set", "sizes=bert-2x64,albert-2x64", "--set", "budget_tflops=0.01", "--set", "min_steps=5",
+             "--set", "finetune_steps=8", "--set", "batch_size=8", "--set", "seq_length=32",
+             "--set", "prune_levels=0.5", "--set", "quant_bits=8"]
+
+
+def test_demo_end_to_end_at_its_smallest(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--quiet", "--out", str(out_dir), *TINY_DEMO]) == 0
+    printed = capsys.readouterr().out
+    assert "Pretrained 2 encoder sizes" in printed and "Claim 1" in printed and "claim 2" in printed
+    results = json.loads((out_dir / "results.json").read_text())
+    # dense, int8, prune 50%, prune 50% + int8 for each size
+    assert [(r["size"], r["level"]) for r in results["compression"]][:4] == [
+        ("bert-2x64", "dense"), ("bert-2x64", "int8"), ("bert-2x64", "prune 50%"), ("bert-2x64", "prune 50% + int8")]
+    by_level = {r["level"]: r for r in results["compression"] if r["size"] == "bert-2x64"}
+    assert by_level["int8"]["bytes"]["after"] < 0.5 * by_level["dense"]["bytes"]["after"]
+    assert by_level["prune 50%"]["nonzeros"]["after"] < 0.75 * by_level["dense"]["nonzeros"]["after"]
+    for name in ("report.md", "loss_vs_compute.png", "accuracy_vs_size.png"):
+        assert (out_dir / name).stat().st_size > 500, name
+    # A second run finds every stage done and only rewrites the report.
+    before = (out_dir / "pretrain" / "bert-2x64" / "summary.json").read_text()
+    assert main(["demo", "--quiet", "--out", str(out_dir), *TINY_DEMO]) == 0
+    assert (out_dir / "pretrain" / "bert-2x64" / "summary.json").read_text() == before
+
+
+def test_demo_refuses_a_budget_too_small_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--set", "budget_tflops=1e-9"]) == 2
+    assert "budget_tflops=1e-09 gives bert-2x64 only 0 steps" in capsys.readouterr().err
+    assert not (tmp_path / "d" / "pretrain").exists()

@@ -22,6 +22,8 @@ import hashlib
 import io
 import os
 import pathlib
+import sys
+from typing import Any
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -125,13 +127,24 @@ def train_tokenizer(sentences: Sequence[str], vocab_size: int, path: str | os.Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     spm.set_random_generator_seed(0)
     proto = io.BytesIO()
-    with open(os.devnull, "w") as quiet:  # SentencePiece logs every EM round to stderr.
+    with open(os.devnull, "w") as devnull:
+        # SentencePiece logs every EM round to file descriptor 2; it can only be
+        # redirected when sys.stderr is a real file (not a captured or wrapped stream).
+        quiet = devnull if _has_fileno(sys.stderr) else None
         spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=proto, logstream=quiet,
                                        minloglevel=2, **_options(vocab_size, lowercase))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(proto.getvalue())
     os.replace(tmp, path)  # Another process training the same file writes the same bytes.
     return Tokenizer(path)
+
+
+def _has_fileno(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True
 
 
 def cache_key(sentences: Sequence[str], vocab_size: int, lowercase: bool) -> str:

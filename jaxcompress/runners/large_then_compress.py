@@ -1,0 +1,407 @@
+"""Train large, then compress: the main job (``jaxcompress demo``).
+
+1. Pretrain a grid of encoder sizes (depth x width, BERT and ALBERT style)
+   with MLM + SOP on the embedded English corpus, every size under the same
+   compute budget in FLOPs (so larger models take fewer steps); wall-clock is
+   recorded beside it.
+2. Fine-tune each on a downstream task of the same corpus (topic classification).
+3. Compress each fine-tuned model at several levels: magnitude pruning,
+   int8/int4 quantization and their combinations.
+4. Evaluate, and write ``results.json``, ``report.md`` and plots: loss vs FLOPs
+   and vs wall-clock per size (claim 1), accuracy vs compressed bytes (claim 2),
+   with a verdict on each claim from this run's numbers.
+
+Every stage writes into its own work directory and is skipped when its
+``summary.json`` / ``report.json`` exists, so an interrupted run resumes where
+it stopped (and each training resumes from its newest checkpoint).
+
+References:
+  Li et al., "Train Large, Then Compress: Rethinking Model Size for Efficient
+  Training and Inference of Transformers", ICML 2020.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+from jaxcompress.config import apply_overrides, get_preset, load_config, option, validate
+from jaxcompress.errors import ConfigError, WorkdirError
+from jaxcompress.runners import RunRequest, register_experiment
+
+SIZE_PATTERN = re.compile(r"^(bert|albert)-(\d+)x(\d+)$")
+
+
+@dataclasses.dataclass
+class LargeThenCompressConfig:
+    """The demo's grid and budgets. Sizes are ``STYLE-LAYERSxWIDTH`` (``bert-4x128``,
+    ``albert-4x128``): heads of width 32, feed-forward 4x the width, ALBERT sharing
+    all layers with embeddings of width min(64, H)."""
+
+    sizes: tuple[str, ...] = option(("bert-2x64", "bert-4x128", "bert-6x192", "albert-4x128"),
+                                    help="encoder grid, STYLE-LAYERSxWIDTH")
+    pretrain_preset: str = option("bert-tiny", help="pretraining preset the sizes modify (data, optimiser)")
+    finetune_preset: str = option("bert-tiny-topic", help="downstream preset the sizes modify")
+    budget_tflops: float = option(3.0, help="training FLOPs per size (10^12), counted as 3x forward",
+                                  min=0.0, min_exclusive=True)
+    min_steps: int = option(20, help="a size that the budget gives fewer steps is refused", min=1)
+    finetune_steps: int = option(150, help="fine-tuning steps per size", min=1)
+    batch_size: int = option(32, help="pretraining and fine-tuning batch size", min=1)
+    seq_length: int = option(64, help="tokens per example in pretraining and fine-tuning", min=8)
+    prune_levels: tuple[float, ...] = option((0.5, 0.7, 0.9), help="magnitude pruning sparsities")
+    quant_bits: tuple[int, ...] = option((8, 4), help="weight quantization bits")
+    include: str = option("encoder|word_embeddings|embedding", help="regex of the weights compression acts on")
+    seed: int = option(0, help="seed of every run", min=0)
+    pretrain_overrides: tuple[str, ...] = option((), help="extra KEY=VALUE settings of every pretraining run "
+                                                 "(a TFDS corpus, the mesh, ...)")
+    finetune_overrides: tuple[str, ...] = option((), help="extra KEY=VALUE settings of every fine-tuning run")
+
+
+QUICK = {"sizes": ("bert-2x64", "bert-4x128"), "budget_tflops": 0.6, "finetune_steps": 60,
+         "prune_levels": (0.5, 0.9), "quant_bits": (8, 4)}
+
+
+def model_overrides(size: str) -> list[str]:
+    """``--set`` overrides that turn a tiny preset into the named size."""
+    match = SIZE_PATTERN.match(size)
+    if not match:
+        raise ConfigError(f"size {size!r} must look like bert-LAYERSxWIDTH or albert-LAYERSxWIDTH "
+                          f"(e.g. bert-4x128)")
+    style, layers, width = match.group(1), int(match.group(2)), int(match.group(3))
+    if width % 32:
+        raise ConfigError(f"size {size!r}: the width must be a multiple of 32 (heads of width 32)")
+    embedding = min(64, width) if style == "albert" else width
+    return [f"model.num_layers={layers}", f"model.hidden_size={width}", f"model.num_heads={width // 32}",
+            f"model.intermediate_size={4 * width}", f"model.embedding_size={embedding}",
+            f"model.sharing={'all' if style == 'albert' else 'none'}", "model.dropout=0.0"]
+
+
+def _done(path: pathlib.Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _check_output(out: pathlib.Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise WorkdirError(f"output directory {out} is not writable: {exc.strerror or exc}") from None
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def plan(cfg: LargeThenCompressConfig) -> list[dict[str, Any]]:
+    """Per size: configs, parameters, FLOPs per step and steps under the budget.
+
+    Raises:
+      ConfigError: a size the budget cannot train, or a grid that cannot fit in memory,
+        before any training starts.
+    """
+    from jaxcompress.model_info import model_info
+
+    rows = []
+    for size in cfg.sizes:
+        overrides = model_overrides(size) + [f"data.batch_size={cfg.batch_size}", f"seed={cfg.seed}",
+                                             f"text.max_seq_length={cfg.seq_length}"]
+        pretrain = apply_overrides(get_preset(cfg.pretrain_preset), overrides + list(cfg.pretrain_overrides))
+        validate(pretrain)
+        validate(apply_overrides(get_preset(cfg.finetune_preset), overrides + list(cfg.finetune_overrides)))
+        info = model_info(pretrain)
+        flops_per_step = 3.0 * info["flops_per_example"] * cfg.batch_size
+        steps = int(cfg.budget_tflops * 1e12 // flops_per_step)
+        if steps < cfg.min_steps:
+            raise ConfigError(f"budget_tflops={cfg.budget_tflops} gives {size} only {steps} steps "
+                              f"({flops_per_step / 1e9:.2f} GFLOPs each); at least {cfg.min_steps} are needed: "
+                              f"raise budget_tflops to {cfg.min_steps * flops_per_step / 1e12:.2f} or drop the size")
+        rows.append({"size": size, "overrides": overrides, "params": info["total_params"],
+                     "flops_per_step": flops_per_step, "steps": steps})
+    # Adam keeps two moments: ~4 copies of the params, plus activations (generous).
+    need = max(r["params"] for r in rows) * 4 * 4 * 4
+    available = _memory_bytes()
+    if available and need > 0.5 * available:
+        raise ConfigError(f"the largest size needs about {need / 2**30:.1f} GiB but the machine has "
+                          f"{available / 2**30:.1f} GiB: drop the largest sizes")
+    return rows
+
+
+def _pretrain(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Path, quiet: bool) -> dict:
+    from jaxcompress.train import train
+
+    workdir = out / "pretrain" / row["size"]
+    done = _done(workdir / "summary.json")
+    if done is not None:
+        return done
+    steps = row["steps"]
+    config = apply_overrides(get_preset(cfg.pretrain_preset), row["overrides"] + list(cfg.pretrain_overrides) + [
+        f"steps={steps}", f"log_every={max(1, steps // 40)}", f"eval_every={max(1, steps // 4)}",
+        f"checkpoint_every={max(1, steps // 4)}", f"optim.warmup_steps={max(1, steps // 10)}"])
+    config.name = f"pretrain-{row['size']}"
+    return train(config, workdir, quiet=quiet)
+
+
+def _finetune(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Path, quiet: bool) -> dict:
+    from jaxcompress.train import train
+
+    workdir = out / "finetune" / row["size"]
+    done = _done(workdir / "summary.json")
+    if done is not None:
+        return done
+    steps = cfg.finetune_steps
+    config = apply_overrides(get_preset(cfg.finetune_preset), row["overrides"] + list(cfg.finetune_overrides) + [
+        f"steps={steps}", f"log_every={max(1, steps // 10)}", f"eval_every={steps}", f"checkpoint_every={steps}",
+        f"optim.warmup_steps={max(1, steps // 10)}", f"text.init_from={out / 'pretrain' / row['size']}"])
+    config.name = f"finetune-{row['size']}"
+    return train(config, workdir, quiet=quiet)
+
+
+def recipes(cfg: LargeThenCompressConfig) -> list[tuple[str, list[str], list[str]]]:
+    """(label, methods, settings) for each compression level, lightest first."""
+    include = f"prune.include={cfg.include}"
+    out: list[tuple[str, list[str], list[str]]] = [("dense", ["prune"], ["prune.sparsity=0.0", include])]
+    for bits in cfg.quant_bits:
+        out.append((f"int{bits}", ["quantize"], [f"quantize.bits={bits}", f"quantize.include={cfg.include}"]))
+    for level in cfg.prune_levels:
+        out.append((f"prune {level:.0%}", ["prune"], [f"prune.sparsity={level}", include]))
+    for level in cfg.prune_levels:
+        bits = min(cfg.quant_bits)
+        out.append((f"prune {level:.0%} + int{bits}", ["prune", "quantize"],
+                    [f"prune.sparsity={level}", include, f"quantize.bits={bits}", f"quantize.include={cfg.include}"]))
+    return out
+
+
+def _compress(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Path, quiet: bool) -> list[dict]:
+    from jaxcompress.compress.pipeline import compress_workdir, evaluate_params, load_trained
+
+    reports = []
+    trained = baseline = None  # restored and evaluated once per size, when a level needs them
+    for label, methods, settings in recipes(cfg):
+        slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+        target = out / "compress" / row["size"] / slug
+        report = _done(target / "report.json")
+        if report is None:
+            if trained is None:
+                trained = load_trained(out / "finetune" / row["size"])
+                baseline = evaluate_params(trained.config, trained.params)
+            report = compress_workdir(out / "finetune" / row["size"], methods, settings, target,
+                                      name=f"{row['size']} {label}", baseline_eval=baseline, trained=trained)
+        report["size"], report["level"] = row["size"], label
+        reports.append(report)
+        if not quiet:
+            print(f"  {row['size']:14s} {label:18s} accuracy {report['metrics_after'].get('accuracy', math.nan):.4f}"
+                  f"  {report['bytes']['after']:>10,} bytes", flush=True)
+    return reports
+
+
+def _curve(workdir: pathlib.Path) -> list[dict[str, float]]:
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line]
+    return [r for r in records if r["split"] == "train"]
+
+
+def _loss_key(record: dict[str, Any]) -> str:
+    return "mlm_loss" if "mlm_loss" in record else "loss"
+
+
+def claim_one(rows: list[dict[str, Any]], out: pathlib.Path) -> dict[str, Any]:
+    """Steps and FLOPs each size needs to reach the loss the smallest size ends at."""
+    curves = {r["size"]: _curve(out / "pretrain" / r["size"]) for r in rows}
+    smallest = min(rows, key=lambda r: r["params"])
+    tail = curves[smallest["size"]][-3:]
+    target = float(np.mean([t[_loss_key(t)] for t in tail]))
+    reach = {}
+    for r in rows:
+        curve = curves[r["size"]]
+        losses = np.array([c[_loss_key(c)] for c in curve])
+        smooth = np.convolve(losses, np.ones(3) / 3, mode="valid") if losses.size >= 3 else losses
+        hit = np.nonzero(smooth <= target)[0]
+        if hit.size:
+            record = curve[hit[0] + (losses.size - smooth.size) // 2]  # the window's centre
+            reach[r["size"]] = {"step": record["step"], "flops": record["step"] * r["flops_per_step"],
+                                "elapsed_s": record.get("elapsed_s")}
+        else:
+            reach[r["size"]] = None
+    larger = [r for r in rows if r["params"] > smallest["params"]]
+    base = reach[smallest["size"]]
+    fewer_steps = [r["size"] for r in larger if reach[r["size"]] and reach[r["size"]]["step"] < base["step"]]
+    fewer_flops = [r["size"] for r in larger if reach[r["size"]] and reach[r["size"]]["flops"] < base["flops"]]
+    less_time = [r["size"] for r in larger if reach[r["size"]] and base["elapsed_s"] is not None
+                 and reach[r["size"]]["elapsed_s"] < base["elapsed_s"]]
+    return {"target_loss": target, "smallest": smallest["size"], "reach": reach,
+            "larger_in_fewer_steps": fewer_steps, "larger_in_fewer_flops": fewer_flops,
+            "larger_in_less_wall_clock": less_time,
+            "supported_steps": bool(larger) and len(fewer_steps) == len(larger),
+            "supported_flops": bool(larger) and len(fewer_flops) == len(larger)}
+
+
+def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points not dominated in (smaller bytes, higher accuracy)."""
+    ordered = sorted(points, key=lambda p: (p["bytes"], -p["accuracy"]))
+    frontier, best = [], -math.inf
+    for point in ordered:
+        if point["accuracy"] > best:
+            frontier.append(point)
+            best = point["accuracy"]
+    return frontier
+
+
+def claim_two(rows: list[dict[str, Any]], reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Do heavily compressed large models beat lightly compressed small ones at equal size?"""
+    params = {r["size"]: r["params"] for r in rows}
+    points = [{"size": r["size"], "level": r["level"], "bytes": r["bytes"]["after"],
+               "accuracy": r["metrics_after"].get("accuracy", math.nan)} for r in reports]
+    smallest = min(rows, key=lambda r: r["params"])["size"]
+    light = [p for p in points if p["size"] == smallest and p["level"] in ("dense", "int8")]
+    comparisons = []
+    for p in light:
+        rivals = [q for q in points if params[q["size"]] > params[smallest] and q["bytes"] <= p["bytes"]]
+        best = max(rivals, key=lambda q: q["accuracy"], default=None)
+        comparisons.append({"small": p, "best_larger_at_most_as_big": best,
+                            "larger_wins": best is not None and best["accuracy"] > p["accuracy"]})
+    frontier = pareto(points)
+    return {"comparisons": comparisons, "frontier": frontier,
+            "frontier_from_larger": sum(params[p["size"]] > params[smallest] for p in frontier),
+            "supported": bool(comparisons) and all(c["larger_wins"] for c in comparisons)}
+
+
+def _plots(rows: list[dict[str, Any]], reports: list[dict[str, Any]], out: pathlib.Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in rows:
+        curve = _curve(out / "pretrain" / r["size"])
+        loss = [c[_loss_key(c)] for c in curve]
+        by_flops.plot([c["step"] * r["flops_per_step"] / 1e12 for c in curve], loss, label=r["size"])
+        by_time.plot([c.get("elapsed_s", math.nan) for c in curve], loss, label=r["size"])
+    by_flops.set(xlabel="training TFLOPs", ylabel="MLM loss", title="pretraining loss vs compute")
+    by_time.set(xlabel="wall-clock seconds (this machine)", ylabel="MLM loss", title="pretraining loss vs time")
+    by_flops.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss_vs_compute.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        mine = sorted((p for p in reports if p["size"] == r["size"]), key=lambda p: p["bytes"]["after"])
+        ax.plot([p["bytes"]["after"] for p in mine], [p["metrics_after"].get("accuracy", math.nan) for p in mine],
+                "o-", label=f"{r['size']} ({r['params']:,} params)")
+    ax.set_xscale("log")
+    ax.set(xlabel="bytes as stored (log)", ylabel="downstream accuracy", title="accuracy vs compressed size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_size.png", dpi=110)
+    plt.close(fig)
+    return ["loss_vs_compute.png", "accuracy_vs_size.png"]
+
+
+def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrain: dict[str, dict],
+               finetune: dict[str, dict], reports: list[dict[str, Any]], one: dict[str, Any],
+               two: dict[str, Any], wall_s: float) -> str:
+    lines = ["# Train large, then compress", "",
+             f"Budget: {cfg.budget_tflops} TFLOPs of pretraining per size (3x forward FLOPs from XLA's cost "
+             f"analysis x batch {cfg.batch_size}); {cfg.finetune_steps} fine-tuning steps; total wall time "
+             f"{wall_s / 60:.1f} min.", "",
+             "## Sizes", "",
+             "| size | params | steps in budget | final MLM loss | SOP acc | wall-clock (s) | downstream acc |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p, f = pretrain[r["size"]], finetune[r["size"]]
+        lines.append(f"| {r['size']} | {r['params']:,} | {r['steps']} | "
+                     f"{p['train_metrics'].get('mlm_loss', math.nan):.3f} | "
+                     f"{p['eval_metrics'].get('sop_accuracy', math.nan):.3f} | {p['wall_time_s']:.0f} | "
+                     f"{f['eval_metrics'].get('accuracy', math.nan):.3f} |")
+    lines += ["", "## Compression", "", "| size | level | accuracy | bytes | alpha | nonzeros |", "|---|---|---|---|---|---|"]
+    for r in reports:
+        lines.append(f"| {r['size']} | {r['level']} | {r['metrics_after'].get('accuracy', math.nan):.4f} | "
+                     f"{r['bytes']['after']:,} | {r['alpha']:.2f}x | {r['nonzeros']['after']:,} |")
+    def reached(v: dict[str, Any] | None) -> str:
+        return "never" if v is None else f"step {v['step']} / {v['flops'] / 1e12:.2f} TFLOPs"
+
+    reach = ", ".join(f"{size}: {reached(v)}" for size, v in one["reach"].items())
+    verdict1 = "supported" if one["supported_steps"] else "not supported"
+    lines += ["", "## Claim 1: larger models reach a given loss in fewer steps and less compute", "",
+              f"Target: the MLM loss the smallest size ({one['smallest']}) ends at, {one['target_loss']:.3f}. "
+              f"Reached at: {reach}.", "",
+              f"- fewer steps: **{verdict1}** (larger sizes that were faster in steps: "
+              f"{', '.join(one['larger_in_fewer_steps']) or 'none'});",
+              f"- fewer FLOPs: **{'supported' if one['supported_flops'] else 'not supported'}** "
+              f"({', '.join(one['larger_in_fewer_flops']) or 'none'});",
+              f"- less wall-clock on this machine: {', '.join(one['larger_in_less_wall_clock']) or 'none'} "
+              f"(on a CPU, time per step grows with FLOPs, so this is the least likely to hold here).", ""]
+    lines += ["## Claim 2: heavily compressed large models beat lightly compressed small ones at equal size", ""]
+    for c in two["comparisons"]:
+        small, best = c["small"], c["best_larger_at_most_as_big"]
+        rival = ("no larger model compresses to that size" if best is None else
+                 f"best larger model at <= that size: {best['size']} {best['level']}, accuracy "
+                 f"{best['accuracy']:.4f} at {best['bytes']:,} bytes")
+        lines.append(f"- {small['size']} {small['level']} ({small['accuracy']:.4f} at {small['bytes']:,} bytes): "
+                     f"{rival} -> {'larger wins' if c['larger_wins'] else 'smaller wins'}")
+    lines += ["", f"Verdict: **{'supported' if two['supported'] else 'not supported'}** by this run; "
+              f"{two['frontier_from_larger']} of the {len(two['frontier'])} Pareto-optimal points "
+              f"(bytes vs accuracy) come from models larger than the smallest.", "",
+              "Plots: `loss_vs_compute.png` (loss vs FLOPs and wall-clock per size), `accuracy_vs_size.png`."]
+    return "\n".join(lines) + "\n"
+
+
+def run_large_then_compress(cfg: LargeThenCompressConfig, out: pathlib.Path, quiet: bool = False) -> dict:
+    """The whole workflow; see the module docstring."""
+    start = time.perf_counter()
+    validate(cfg)
+    _check_output(out)
+    rows = plan(cfg)
+    if not quiet:
+        for r in rows:
+            print(f"{r['size']:14s} {r['params']:>10,} params  {r['flops_per_step'] / 1e9:8.2f} GFLOPs/step  "
+                  f"{r['steps']:>5} steps in the budget", flush=True)
+    pretrain, finetune, reports = {}, {}, []
+    for r in rows:
+        if not quiet:
+            print(f"[pretrain] {r['size']} for {r['steps']} steps", flush=True)
+        pretrain[r["size"]] = _pretrain(r, cfg, out, quiet)
+    for r in rows:
+        if not quiet:
+            print(f"[fine-tune] {r['size']} for {cfg.finetune_steps} steps", flush=True)
+        finetune[r["size"]] = _finetune(r, cfg, out, quiet)
+    for r in rows:
+        if not quiet:
+            print(f"[compress] {r['size']}", flush=True)
+        reports += _compress(r, cfg, out, quiet)
+    one, two = claim_one(rows, out), claim_two(rows, reports)
+    plots = _plots(rows, reports, out)
+    wall = time.perf_counter() - start
+    (out / "report.md").write_text(_report_md(cfg, rows, pretrain, finetune, reports, one, two, wall))
+    results = {"config": dataclasses.asdict(cfg), "sizes": rows, "pretrain": pretrain, "finetune": finetune,
+               "compression": reports, "claim_1": one, "claim_2": two, "plots": plots, "wall_time_s": wall}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results
+
+
+def _config_for(request: RunRequest) -> LargeThenCompressConfig:
+    if request.config:
+        cfg = load_config(request.config, expected=LargeThenCompressConfig)
+    else:
+        cfg = LargeThenCompressConfig()
+    if request.quick:
+        cfg = dataclasses.replace(cfg, **QUICK)
+    return apply_overrides(cfg, list(request.overrides))
+
+
+@register_experiment("large-then-compress", "pretrain a grid of sizes at equal FLOPs, fine-tune, compress, report")
+def run(request: RunRequest) -> dict[str, Any]:
+    return run_large_then_compress(_config_for(request), request.out, request.quiet)
