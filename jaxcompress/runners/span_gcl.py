@@ -82,11 +82,12 @@ def _plan(quick: bool) -> tuple[list[Setting], tuple[int, ...], tuple[str, ...],
                     Setting("grace", "nx_real_graphs", train_split="karate_club", transductive=True, steps=15,
                             batch_size=1)]
         return settings, (0,), ("span", "span_uniform"), (0.2,)
-    settings = [Setting("graphcl", "graph_families", steps=150),
-                Setting("graphcl", "graph_communities", steps=150),
-                Setting("graphcl", "graph_cycles", steps=150),
-                Setting("grace", "sbm_nodes", steps=100, batch_size=8),
-                Setting("grace", "nx_real_graphs", train_split="karate_club", transductive=True, steps=100,
+    # Sized for about 10 minutes on 2 shared CPU cores; graph_communities is left out for time
+    # (add it back with a Setting("graphcl", "graph_communities", steps=100) row).
+    settings = [Setting("graphcl", "graph_families", steps=100),
+                Setting("graphcl", "graph_cycles", steps=100),
+                Setting("grace", "sbm_nodes", steps=60, batch_size=8),
+                Setting("grace", "nx_real_graphs", train_split="karate_club", transductive=True, steps=60,
                         batch_size=1, methods=("span", "span_uniform"))]
     return settings, (0, 1, 2), METHODS, (0.1, 0.2, 0.4)
 
