@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from jaxcompress.config import load_config
 from jaxcompress.errors import ConfigError, WorkdirError
 from jaxcompress.runners import large_then_compress as ltc
 
@@ -24,6 +25,19 @@ def test_budget_too_small_is_refused_before_any_training():
     cfg = ltc.LargeThenCompressConfig(sizes=("bert-2x64",), budget_tflops=1e-6)
     with pytest.raises(ConfigError, match="budget_tflops=1e-06 gives bert-2x64 only 0 steps"):
         ltc.plan(cfg)
+
+
+def test_a_grid_that_does_not_fit_is_refused_before_any_training(monkeypatch):
+    monkeypatch.setattr(ltc, "_memory_bytes", lambda: 2**30)
+    with pytest.raises(ConfigError, match="the largest size needs about 7.0 GiB but one device has 1.0 GiB"):
+        ltc.plan(ltc.LargeThenCompressConfig(sizes=("bert-2x64", "bert-24x1024"), budget_tflops=1e5))
+
+
+def test_the_scale_config_loads_and_plans():
+    cfg = load_config("experiments/large_then_compress/scale_config.py", expected=ltc.LargeThenCompressConfig)
+    rows = {r["size"]: r for r in ltc.plan(cfg)}
+    assert 300e6 < rows["bert-24x1024"]["params"] < 340e6  # BERT-large's shape with an 8k vocabulary
+    assert rows["bert-6x384"]["steps"] > rows["bert-12x768"]["steps"] > rows["bert-24x1024"]["steps"] >= 200
 
 
 def test_unwritable_output_is_refused(tmp_path):
