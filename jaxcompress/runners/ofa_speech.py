@@ -61,7 +61,8 @@ class OFASpeechSettings:
     probe_lr: float = option(3e-3, help="probe learning rate", min=0.0, min_exclusive=True)
     sequence_probe_steps: int = option(900, help="steps of the CTC probes (digits, phones)", min=1)
     sequence_probe_lr: float = option(1e-2, help="learning rate of the CTC probes", min=0.0, min_exclusive=True)
-    adaptive_targets: tuple[str, ...] = option(("keyword", "speaker", "digits", "phones"), help="targets of the adaptive-rate runs")
+    adaptive_targets: tuple[str, ...] = option(("keyword", "speaker", "digits", "phones"),
+                                               help="targets of the adaptive-rate runs")
     adaptive_seeds: int = option(2, help="seeds per adaptive-rate run", min=0)
     adaptive_steps: int = option(120, help="steps of every adaptive-rate run", min=1)
     adaptive_batch: int = option(16, help="batch size of the adaptive-rate runs", min=1)
