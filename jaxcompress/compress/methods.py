@@ -16,7 +16,7 @@ Method = Callable[[Compressed, dict[str, Any]], Compressed]
 METHODS: dict[str, Method] = {}
 
 # Modules whose import registers methods.
-_METHOD_MODULES = ("pruning", "structured", "quantize", "lowrank", "sharing")
+_METHOD_MODULES = ("pruning", "structured", "quantize", "lowrank", "sharing", "compact")
 
 
 def register_method(name: str) -> Callable[[Method], Method]:

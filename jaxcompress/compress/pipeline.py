@@ -23,6 +23,7 @@ import optax
 
 from jaxcompress import data as data_lib
 from jaxcompress.compress.artifact import Compressed
+from jaxcompress.compress.factored import factored_layers
 from jaxcompress.compress.methods import get_method
 from jaxcompress.compress.report import compression_report, markdown_table, measure_latency, plot_accuracy_vs_size
 from jaxcompress.compress.structured import apply_model_changes
@@ -171,13 +172,16 @@ def evaluate_params(config: Config, params: Any) -> tuple[dict[str, float], floa
     structural changes).
     """
     ev = _evaluator(config)
-    device_params = jax.device_put(jax.tree.map(jnp.asarray, params), ev.steps.state_shardings.params)
-    metrics = evaluate(ev.steps, ev.task, device_params, ev.eval_source, config.data.eval_batch_size)
-    cost = ev.forward.lower(device_params, *ev.flops_inputs).compile().cost_analysis()
+    device_params = ev.steps.place_params(params)
+    # Factored (low-rank, separable) layers compute with their factors; traced under this
+    # context, the compiled programs keep doing so.
+    with factored_layers():
+        metrics = evaluate(ev.steps, ev.task, device_params, ev.eval_source, config.data.eval_batch_size)
+        cost = ev.forward.lower(device_params, *ev.flops_inputs).compile().cost_analysis()
+        batch = jax.tree.map(lambda x: jnp.zeros((config.data.eval_batch_size,) + x.shape[1:], x.dtype),
+                             ev.flops_inputs)
+        latency = measure_latency(ev.forward, device_params, *batch)
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    batch = jax.tree.map(lambda x: jnp.zeros((config.data.eval_batch_size,) + x.shape[1:], x.dtype),
-                         ev.flops_inputs)
-    latency = measure_latency(ev.forward, device_params, *batch)
     return metrics, float(cost.get("flops", float("nan"))), latency
 
 

@@ -4,9 +4,13 @@ Trains the digits CNN (and, for fine-tuned pruning, a second run with the
 pruning wrapper in the loop), then applies each family of the survey through
 ``jaxcompress compress``'s pipeline: unstructured and N:M pruning, structured
 channel pruning, quantization, binary/ternary weights, low-rank factorization,
-k-means weight sharing, the hashing trick, and combinations (prune then
-quantize: Deep Compression's recipe). Writes ``results.json``, ``report.md``
-(accuracy vs compression rate per family) and ``accuracy_vs_size.png``.
+k-means weight sharing, the hashing trick, combinations (prune then
+quantize: Deep Compression's recipe), compact filters (a depthwise-separable
+conv) and knowledge distillation (a narrow student from scratch, and the
+separable model distilled from the original). Writes ``results.json``,
+``report.md`` (accuracy vs compression rate per family) and
+``accuracy_vs_size.png``. Every row is saved as it finishes, so a rerun
+resumes.
 
 References:
   Cheng et al., "A Survey of Model Compression and Acceleration for Deep
@@ -20,7 +24,7 @@ import pathlib
 from typing import Any
 
 from jaxcompress.compress.methods import method_names
-from jaxcompress.compress.pipeline import compress_workdir
+from jaxcompress.compress.pipeline import compress_workdir, evaluate_params, load_trained
 from jaxcompress.compress.report import markdown_table, plot_accuracy_vs_size
 from jaxcompress.config import apply_overrides, get_preset
 from jaxcompress.runners import RunRequest, register_experiment
@@ -47,10 +51,61 @@ RECIPES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("combined", "prune 90% + int4", ("prune", "quantize"), ("prune.sparsity=0.9", "quantize.bits=4")),
     ("combined", "prune 90% + k-means 4 bits", ("prune", "kmeans"), ("prune.sparsity=0.9", "kmeans.bits=4")),
     ("combined", "channels 50% + int8", ("structured", "quantize"), ("structured.sparsity=0.5", "quantize.bits=8")),
+    ("compact filters", "separable conv_1", ("separable",), ("separable.include=conv_1",)),
+)
+
+#: Distilled students: (label, student channels, student hidden size, start from the separable model?).
+STUDENTS: tuple[tuple[str, tuple[int, ...], int, bool], ...] = (
+    ("KD student (8,16)/32 from scratch", (8, 16), 32, False),
+    ("separable conv_1 + KD", (), 0, True),
 )
 
 QUICK = {"magnitude 90%", "channels 50%", "int8 per channel", "SVD 95% energy", "k-means 4 bits",
-         "prune 90% + int4"}
+         "prune 90% + int4", "separable conv_1 + KD"}
+
+
+def _slug(label: str) -> str:
+    return (label.replace(" ", "_").replace("%", "pct").replace("+", "and").replace(":", "of")
+            .replace("(", "").replace(")", "").replace(",", "_").replace("/", "_"))
+
+
+def _saved(path: pathlib.Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _distilled(label: str, channels: tuple[int, ...], hidden: int, from_separable: bool, trained: Any,
+               baseline: tuple, out: pathlib.Path, steps: int, quiet: bool) -> dict[str, Any]:
+    """Trains a student against the frozen trained model and reports it like a compressed model.
+
+    ``from_separable`` starts from the original with ``conv_1`` made depthwise-separable
+    (same architecture, factored weights); otherwise a narrower CNN starts from scratch.
+    """
+    import dataclasses
+
+    from jaxcompress.compress.artifact import Compressed
+    from jaxcompress.compress.distill import DistillConfig, load_trained_params
+    from jaxcompress.compress.methods import get_method
+    from jaxcompress.compress.pipeline import evaluate_params
+    from jaxcompress.compress.report import compression_report
+
+    workdir = out / "distilled" / _slug(label)
+    teacher_model = trained.config.model
+    if from_separable:
+        start = get_method("separable")(Compressed.from_params(trained.params), {"include": "conv_1"})
+        start.save(workdir / "student_init")
+        student_model, student_init = teacher_model, str(workdir / "student_init")
+    else:
+        student_model, student_init = dataclasses.replace(teacher_model, channels=channels, hidden_size=hidden), ""
+    distill = DistillConfig(teacher=teacher_model, student=student_model, teacher_workdir=str(out / "baseline"),
+                            student_init=student_init, temperature=4.0, alpha=0.5)
+    config = dataclasses.replace(trained.config, name=f"survey-{_slug(label)}", task="distill", model=distill,
+                                 steps=steps, eval_every=steps, checkpoint_every=steps, log_every=max(1, steps // 10))
+    train(config, workdir / "run", quiet=quiet)
+    student = load_trained_params(workdir / "run")["student"]
+    after = evaluate_params(dataclasses.replace(trained.config, model=student_model), student)
+    return compression_report(label, Compressed.from_params(trained.params), Compressed.from_params(student),
+                              metrics_before=baseline[0], metrics_after=after[0], flops_before=baseline[1],
+                              flops_after=after[1], latency_before_s=baseline[2], latency_after_s=after[2])
 
 
 def _train(name: str, workdir: pathlib.Path, overrides: list[str], quiet: bool) -> dict[str, Any]:
@@ -66,7 +121,20 @@ def run(request: RunRequest) -> dict[str, Any]:
     base = out / "baseline"
     _train(preset, base, list(request.overrides), request.quiet)
     available = set(method_names())
+    trained = load_trained(base)
+    baseline = evaluate_params(trained.config, trained.params)  # once, for every row
     rows, skipped = [], []
+
+    def keep(report: dict[str, Any], family: str, target: pathlib.Path) -> None:
+        report["family"] = family
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        rows.append(report)
+        if not request.quiet:
+            print(f"{family:15s} {report['name']:34s} accuracy "
+                  f"{report['metrics_after'].get('accuracy', float('nan')):.4f}  alpha {report['alpha']:.2f}x",
+                  flush=True)
+
     for family, label, methods, settings in RECIPES:
         if request.quick and label not in QUICK:
             continue
@@ -74,22 +142,29 @@ def run(request: RunRequest) -> dict[str, Any]:
         if missing:
             skipped.append({"family": family, "name": label, "missing": missing})
             continue
-        slug = label.replace(" ", "_").replace("%", "pct").replace("+", "and").replace(":", "of")
-        report = compress_workdir(base, list(methods), list(settings), out / "compressed" / slug, name=label)
-        report["family"] = family
-        rows.append(report)
-        if not request.quiet:
-            print(f"{family:13s} {label:28s} accuracy {report['metrics_after'].get('accuracy', float('nan')):.4f}"
-                  f"  alpha {report['alpha']:.2f}x", flush=True)
+        target = out / "compressed" / _slug(label)
+        report = _saved(target / "report.json") or compress_workdir(
+            base, list(methods), list(settings), target, name=label, baseline_eval=baseline, trained=trained)
+        keep(report, family, target)
+
+    distill_steps = trained.config.steps // 2
+    for label, channels, hidden, from_separable in STUDENTS:
+        if request.quick and label not in QUICK:
+            continue
+        target = out / "distilled" / _slug(label)
+        report = _saved(target / "report.json") or _distilled(label, channels, hidden, from_separable, trained,
+                                                              baseline, out, distill_steps, request.quiet)
+        keep(report, "distillation", target)
 
     # Pruning with fine-tuning: the wrapper in the loop, gradual cubic schedule.
     finetuned = out / "gradual_prune_90"
     summary = _train(preset, finetuned, [*request.overrides, "prune.method=magnitude", "prune.sparsity=0.9",
                                          "prune.frequency=20"], request.quiet)
-    finetune_report = compress_workdir(finetuned, ["prune"], ["prune.sparsity=0.9"],
-                                       out / "compressed" / "gradual_90", name="gradual magnitude 90% (trained)")
-    finetune_report["family"] = "pruning"
-    rows.append(finetune_report)
+    target = out / "compressed" / "gradual_90"
+    finetune_report = _saved(target / "report.json") or compress_workdir(
+        finetuned, ["prune"], ["prune.sparsity=0.9"], target, name="gradual magnitude 90% (trained)",
+        baseline_eval=baseline)
+    keep(finetune_report, "pruning", target)
 
     table = markdown_table(rows)
     lines = [f"# Compression survey on {preset}", "",

@@ -151,6 +151,10 @@ class Steps:
                               out_shardings=(self.state_shardings, replicated(mesh)), donate_argnums=0)
         self._eval = jax.jit(eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding),
                              out_shardings=replicated(mesh))
+        # Params shaped unlike the model's init (factored or separable layers after
+        # compression) take their shardings from the arrays themselves.
+        self._eval_other = jax.jit(eval_step, out_shardings=replicated(mesh))
+        self._params_structure = jax.tree.structure(self.state_shardings.params)
         self._seed = seed
 
     @contextlib.contextmanager
@@ -168,8 +172,16 @@ class Steps:
             return self._train(state, batch)
 
     def evaluate(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        same_tree = jax.tree.structure(params) == self._params_structure
         with self.context():
-            return self._eval(params, batch)
+            return (self._eval if same_tree else self._eval_other)(params, batch)
+
+    def place_params(self, params: Any) -> Any:
+        """``params`` on the mesh: sharded like the model's, or replicated if their tree differs."""
+        params = jax.tree.map(jnp.asarray, params)
+        if jax.tree.structure(params) == self._params_structure:
+            return jax.device_put(params, self.state_shardings.params)
+        return jax.device_put(params, replicated(self.mesh))
 
     def global_batch(self, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Assembles this host's rows into global arrays sharded over data x fsdp."""
