@@ -120,8 +120,9 @@ def global_masks(scores: Any, sparsity: float | jax.Array) -> Any:
 def n_m_mask(score: jax.Array, n: int, m: int, axis: int = 0) -> jax.Array:
     """Keeps the ``n`` largest of every ``m`` consecutive entries along ``axis``.
 
-    For a Dense kernel ``[in, out]`` and ``axis=0`` this is the 2:4 pattern
-    sparse tensor cores accelerate (groups along the reduction dimension).
+    For a Dense kernel ``[in, out]`` and ``axis=0`` (a conv kernel ``[h, w, in, out]``
+    and ``axis=2``) this is the 2:4 pattern sparse tensor cores accelerate: groups
+    along the input channels, the reduction dimension.
     """
     check_n_m(n, m)
     moved = jnp.moveaxis(score, axis, -1)

@@ -83,7 +83,8 @@ class Pruner:
     def masks_for(self, scores: Any, step: jax.Array) -> Any:
         """Masks from scores at the schedule's current target."""
         if self.m:
-            return M.tree_map_masked(lambda _, s: M.n_m_mask(s, self.n, self.m, axis=0), scores, scores)
+            return M.tree_map_masked(
+                lambda _, s: M.n_m_mask(s, self.n, self.m, axis=-2 if s.ndim >= 2 else 0), scores, scores)
         if self.score == "soft_movement":
             return M.tree_map_masked(lambda _, s: s >= self.threshold, scores, scores)
         target = self.schedule.target(step)

@@ -36,7 +36,7 @@ RECIPES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("pruning", "magnitude 80%", ("prune",), ("prune.sparsity=0.8",)),
     ("pruning", "magnitude 90%", ("prune",), ("prune.sparsity=0.9",)),
     ("pruning", "global magnitude 90%", ("prune",), ("prune.sparsity=0.9", "prune.scope=global")),
-    ("pruning", "2:4", ("prune",), ("prune.n=2", "prune.m=4")),
+    ("pruning", "2:4", ("prune",), ("prune.n=2", "prune.m=4", "prune.exclude=conv_0")),  # conv_0: 1 input channel
     ("structured", "channels 25%", ("structured",), ("structured.sparsity=0.25",)),
     ("structured", "channels 50%", ("structured",), ("structured.sparsity=0.5",)),
     ("quantization", "int8 per channel", ("quantize",), ("quantize.bits=8",)),

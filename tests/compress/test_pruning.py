@@ -77,6 +77,17 @@ def test_two_four_sparsity_keeps_two_largest_of_every_four_inputs():
         Pruner(n=4, m=4)
 
 
+def test_two_four_sparsity_of_a_conv_groups_its_input_channels():
+    kernel = RNG.normal(size=(3, 3, 8, 5)).astype(np.float32)  # [h, w, in, out]
+    masks, _ = prune_params({"conv": {"kernel": kernel}}, Pruner(n=2, m=4))
+    got = np.asarray(masks["conv"]["kernel"])
+    for i, j, start, o in np.ndindex(3, 3, 2, 5):
+        group = np.abs(kernel[i, j, 4 * start:4 * start + 4, o])
+        expected = np.zeros(4, bool)
+        expected[np.argsort(group)[-2:]] = True
+        np.testing.assert_array_equal(got[i, j, 4 * start:4 * start + 4, o], expected)
+
+
 def test_bad_sparsity_is_rejected():
     with pytest.raises(ConfigError, match=r"prune.sparsity must be in \[0, 1\)"):
         Schedule("one_shot", 1.0)
