@@ -28,9 +28,12 @@ override). Ours runs on one CPU device and, with ``--devices K`` (K > 1), also
 sharded over K virtual CPU devices along the mesh ``data`` axis, one device
 per core, which is how the batched version uses a multi-core host; the
 per-graph loops have no such axis. On the shared 2-core
-machine two runs with ``--devices 2`` hung (every XLA worker thread idle, the
-main thread waiting for a result, in the unsharded variant; once with the Eigen
-pool on, once off), so the default is 1.
+machine two runs with ``--devices 2`` hung (the main thread waiting for a
+result, in the unsharded variant; once with the Eigen pool on, once off), and
+the sharded precompute hangs on every try there: jaxlib 0.10.2's batched CPU
+``eigh`` waits on the shared intra-op pool (see ``span_cache._unsafe_cpu_mesh``,
+which makes the library run such meshes on one device; the sharded variant
+here forces sharding to measure it). The default is 1 device.
 
 Run: python benchmarks/span_precompute.py [--graphs 1000] [--iterations 20] [--loop-graphs 100] [--devices 2] [--json FILE]
 """
@@ -193,10 +196,12 @@ def main() -> None:
                      (f"jax-frobenius sharded x{jax.device_count()}", frobenius, mesh)]
     for name, cfg, where in variants:
         start = time.perf_counter()
-        span_cache.compute(padded, cfg, chunk=args.chunk, bucket=16, mesh=where, progress=False)
+        span_cache.compute(padded, cfg, chunk=args.chunk, bucket=16, mesh=where, progress=False,
+                           cpu_sharding=True)
         with_compile = time.perf_counter() - start
         start = time.perf_counter()
-        results[name] = span_cache.compute(padded, cfg, chunk=args.chunk, bucket=16, mesh=where, progress=False)
+        results[name] = span_cache.compute(padded, cfg, chunk=args.chunk, bucket=16, mesh=where, progress=False,
+                                           cpu_sharding=True)
         rows[name] = {"seconds": time.perf_counter() - start, "seconds_with_compile": with_compile}
     loop_count = min(args.loop_graphs or args.graphs, args.graphs)
     sizes = np.asarray([g.num_nodes for g in graphs[:loop_count]])

@@ -167,7 +167,9 @@ def test_precompute_is_independent_of_chunking_bucketing_and_sharding(tmp_path):
     from jaxcompress.config import MeshConfig
     from jaxcompress.train.sharding import build_mesh
 
-    sharded = span_cache.compute(padded, config, chunk=8, mesh=build_mesh(MeshConfig()), progress=False)
+    mesh = build_mesh(MeshConfig())
+    assert span_cache._unsafe_cpu_mesh(mesh) == (jax.devices()[0].platform == "cpu" and mesh.devices.size > 1)
+    sharded = span_cache.compute(padded, config, chunk=8, mesh=mesh, progress=False, cpu_sharding=True)
     np.testing.assert_allclose(sharded.p_max, base.p_max, atol=1e-5)
     assert np.all(base.p_max[5] == 0) and np.all(base.expected_flips <= base.budget[:, None] + 1e-3)
     assert np.all(base.objective[:5, 0] >= 1.0 - 1e-6) and np.all(base.objective[:5, 1] <= 1.0 + 1e-6)

@@ -88,8 +88,8 @@ def test_summary_and_report_table_hold_mean_and_std_over_seeds():
 
 @pytest.mark.slow
 def test_quick_run_writes_results_report_and_plot(tmp_path):
-    # One CPU device in a subprocess: with the 8 virtual devices of the test session, jaxlib 0.10.2's
-    # batched CPU eigh (ParallelBatchMap) can starve the shared intra-op pool and hang the SPAN precompute.
+    # One CPU device in a subprocess with a timeout: jaxlib 0.10.2's batched CPU eigh can starve the shared
+    # intra-op pool when several virtual devices run it (span_cache._unsafe_cpu_mesh); a hang then fails here.
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     subprocess.run([sys.executable, "-m", "jaxcompress", "run", "span-gcl", "--quick", "--out", str(tmp_path)],
                    check=True, env=env, timeout=600, capture_output=True)
