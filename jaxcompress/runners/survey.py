@@ -47,7 +47,7 @@ RECIPES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("low-rank", "SVD 80% energy", ("lowrank",), ("lowrank.energy=0.8",)),
     ("sharing", "k-means 4 bits", ("kmeans",), ("kmeans.bits=4",)),
     ("sharing", "k-means 2 bits", ("kmeans",), ("kmeans.bits=2",)),
-    ("sharing", "hashing x4", ("hash",), ("hash.factor=4",)),
+    ("sharing", "hashing x4", ("hash",), ("hash.compression=4",)),
     ("combined", "prune 90% + int4", ("prune", "quantize"), ("prune.sparsity=0.9", "quantize.bits=4")),
     ("combined", "prune 90% + k-means 4 bits", ("prune", "kmeans"), ("prune.sparsity=0.9", "kmeans.bits=4")),
     ("combined", "channels 50% + int8", ("structured", "quantize"), ("structured.sparsity=0.5", "quantize.bits=8")),
