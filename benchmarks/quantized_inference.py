@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -140,7 +141,7 @@ def main() -> None:
     device = jax.devices()[0]
     print(f"device: {device.platform} {device.device_kind} ({jax.device_count()} devices); batch {args.batch}")
     rows = []
-    for preset in args.presets.split(","):
+    for preset in re.split(r",(?![^\[]*\])", args.presets):  # commas inside [...] belong to a value
         rows += bench_model(preset, args.steps, args.batch, args.repeats)
     print(f"{'model':<20} {'variant':<10} {'weight bytes':>12} {'bytes x':>8} {'accuracy':>8} {'d acc':>7} "
           f"{'latency ms':>10} {'speedup':>8}  note")

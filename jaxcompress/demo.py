@@ -30,7 +30,7 @@ def run_demo(out: str, *, quick: bool = False, quiet: bool = False, overrides: S
     one, two = results["claim_1"], results["claim_2"]
     print(f"Pretrained {len(results['sizes'])} encoder sizes at {config.budget_tflops} TFLOPs each, fine-tuned "
           f"and compressed them ({len(results['compression'])} compressed models) in "
-          f"{results['wall_time_s'] / 60:.1f} min.")
+          f"{results['wall_time_s'] / 60:.1f} min (this invocation; finished stages are skipped).")
     print(f"Claim 1 (larger models reach a given loss in fewer steps): "
           f"{'supported' if one['supported_steps'] else 'not supported'} by this run; "
           f"claim 2 (compressed large beats lightly compressed small at equal size): "
