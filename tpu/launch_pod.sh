@@ -12,6 +12,7 @@ usage() {
     cat <<EOF
 Usage: $PROG [options] setup
        $PROG [options] train -- CONFIG [--workdir /mnt/gcs/BUCKET/RUN] [--set key=value ...]
+       $PROG [options] run -- EXPERIMENT [--config FILE.py] [--out /mnt/gcs/BUCKET/RUN] [--set key=value ...]
        $PROG [options] logs [--lines N] [--follow]
        $PROG [options] stop [--force]
 
@@ -22,6 +23,8 @@ Usage: $PROG [options] setup
           background (setsid + nohup), appending to a log file on each worker.
           ARGS is everything after --, passed through unchanged. A multi-host
           run needs a --workdir that all workers see (NFS, or a GCS bucket mounted with gcsfuse).
+  run     the same for \`jaxcompress run ARGS\` (an experiment workflow such as
+          large-then-compress); one host (e.g. v5litepod-8, v4-8): use --worker 0
   logs    print the end of every worker's log, each line tagged with the
           worker's host name (--follow: keep printing; best with --worker N)
   stop    send SIGTERM to the training process group on every worker (the
@@ -89,7 +92,7 @@ _value=""
 
 while [[ $# -gt 0 ]]; do
     case $1 in
-        setup|train|logs|stop)
+        setup|train|run|logs|stop)
             [[ -z $ACTION ]] || die "one action at a time (got '$ACTION' and '$1')"
             ACTION=$1; shift ;;
         --name|--name=*) take_value NAME "$@"; shift "$TAKEN" ;;
@@ -123,8 +126,8 @@ done
 [[ -n $ACTION ]] || die "missing action: setup, train, logs or stop (see --help)"
 require "$NAME" --name JAXCOMPRESS_TPU_NAME
 require "$ZONE" --zone JAXCOMPRESS_TPU_ZONE
-if [[ $ACTION != train && $HAVE_TRAIN_ARGS -gt 0 ]]; then
-    die "arguments after -- are for train only"
+if [[ $ACTION != train && $ACTION != run && $HAVE_TRAIN_ARGS -gt 0 ]]; then
+    die "arguments after -- are for train and run only"
 fi
 
 # Remote paths are written unquoted into the command the workers' shell runs,
@@ -194,16 +197,16 @@ setup)
     on_workers "set -e; $fetch; $venv; $install"
     ;;
 
-train)
-    [[ $HAVE_TRAIN_ARGS -gt 0 ]] || die "train needs the jaxcompress train arguments after --, e.g. train -- CONFIG --workdir /mnt/gcs/BUCKET/RUN"
-    if [[ $WORKER != all ]]; then
+train|run)
+    [[ $HAVE_TRAIN_ARGS -gt 0 ]] || die "$ACTION needs the jaxcompress $ACTION arguments after --, e.g. train -- CONFIG --workdir /mnt/gcs/BUCKET/RUN"
+    if [[ $ACTION == train && $WORKER != all ]]; then
         warn "training on --worker=$WORKER only: the processes wait for the missing workers until they time out"
     fi
     case " ${TRAIN_ARGS[*]} " in
-        *" --workdir"*) ;;
+        *" --workdir"*|*" --out"*) ;;
         *) warn "no --workdir: multi-host checkpoints need one all workers see (NFS, or a GCS bucket mounted with gcsfuse)" ;;
     esac
-    train_cmd="$VENV/bin/jaxcompress train $(quote_cmd "${TRAIN_ARGS[@]}")"
+    train_cmd="$VENV/bin/jaxcompress $ACTION $(quote_cmd "${TRAIN_ARGS[@]}")"
     exports=""
     for kv in ${ENV_VARS[@]+"${ENV_VARS[@]}"}; do
         exports+="export ${kv%%=*}=$(quote_word "${kv#*=}"); "

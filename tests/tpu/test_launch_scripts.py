@@ -281,6 +281,16 @@ def test_train_passes_arguments_through_on_all_workers(sandbox: dict[str, str]) 
     assert ">> ~/jaxcompress-logs/train.log 2>&1" in remote
 
 
+def test_run_starts_an_experiment_workflow_on_one_host(sandbox: dict[str, str]) -> None:
+    run_args = ["large-then-compress", "--config", "experiments/large_then_compress/scale_config.py",
+                "--out", "/mnt/gcs/bucket/runs/ltc"]
+    [ssh] = dry_run("launch_pod.sh", *TPU_ARGS, "--worker", "0", "run", "--", *run_args, env=sandbox)
+    assert "--worker=0" in ssh
+    remote = option(ssh, "--command")
+    after = remote.split("/bin/jaxcompress run ", 1)[1]
+    assert shlex.split(after.split(" >> ", 1)[0]) == run_args
+
+
 def test_logs_and_stop_address_every_worker(sandbox: dict[str, str]) -> None:
     [logs] = dry_run("launch_pod.sh", *TPU_ARGS, "logs", "--lines", "20", env=sandbox)
     assert "--worker=all" in logs and "tail -n 20 ~/jaxcompress-logs/train.log" in option(logs, "--command")
@@ -299,7 +309,7 @@ def test_launch_errors(sandbox: dict[str, str]) -> None:
     assert_fails(run("launch_pod.sh", *TPU_ARGS, "train", "--dry-run", env=sandbox),
                  "train needs the jaxcompress train arguments after --")
     assert_fails(run("launch_pod.sh", *TPU_ARGS, "logs", "--dry-run", "--", "c", env=sandbox),
-                 "for train only")
+                 "for train and run only")
     assert_fails(run("launch_pod.sh", *TPU_ARGS, "setup", "--remote-dir", "a b", "--dry-run", env=sandbox),
                  "remote path")
     assert_fails(run("launch_pod.sh", *TPU_ARGS, "train", "--env", "NOEQUALS", "--", "c", env=sandbox),
