@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxcompress.compress.paths import map_with_path
 from jaxcompress.compress.structured import UnitGroup, register_groups
 from jaxcompress.config import CNNConfig, MLPConfig
+from jaxcompress.nn.albert import AlbertConfig
+
+_FFN_IN = "ffn/intermediate/kernel"
 
 
 @register_groups(MLPConfig)
@@ -40,4 +44,30 @@ def cnn_groups(model: CNNConfig, params: Any) -> list[UnitGroup]:
         groups.append(UnitGroup("hidden", model.hidden_size,
                                 (("hidden/kernel", 1, 1), ("hidden/bias", 0, 1), ("logits/kernel", 0, 1)),
                                 "model.hidden_size"))
+    return groups
+
+
+@register_groups(AlbertConfig)
+def albert_ffn_groups(model: AlbertConfig, params: Any) -> list[UnitGroup]:
+    """Feed-forward neuron ``j`` of each FFN block: column ``j`` of ``ffn/intermediate``
+    (kernel ``[..., H, F]``, bias ``[..., F]``) and row ``j`` of ``ffn/output/kernel``
+    (``[..., F, H]``).
+
+    Layers run under ``nn.scan`` with their parameters stacked on leading axes and one
+    ``model.intermediate_size`` for all of them, so a unit is neuron ``j`` of every
+    layer of the stack together (with ALBERT's full sharing, exactly one layer's
+    neurons). Importance adds up over the stacked layers. Attention heads are not
+    offered: the head width is ``hidden_size / num_heads`` in this config, so a model
+    with fewer heads of the same width cannot be described by it.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    map_with_path(lambda path, leaf: shapes.__setitem__(path, tuple(leaf.shape)), params)
+    groups = []
+    for path in sorted(p for p in shapes if p.endswith(_FFN_IN)):
+        block = path[: -len("intermediate/kernel")]
+        ndim = len(shapes[path])
+        members = ((path, ndim - 1, 1), (f"{block}intermediate/bias", ndim - 2, 1),
+                   (f"{block}output/kernel", ndim - 2, 1))
+        name = block.rstrip("/").replace("encoder/transformer/", "") or "ffn"
+        groups.append(UnitGroup(name, model.intermediate_size, members, "model.intermediate_size"))
     return groups
