@@ -10,6 +10,7 @@ from jaxcompress.config import CNNConfig, MLPConfig
 from jaxcompress.nn.albert import AlbertConfig
 
 _FFN_IN = "ffn/intermediate/kernel"
+_QUERY = "attention/query/kernel"
 
 
 @register_groups(MLPConfig)
@@ -48,17 +49,21 @@ def cnn_groups(model: CNNConfig, params: Any) -> list[UnitGroup]:
 
 
 @register_groups(AlbertConfig)
-def albert_ffn_groups(model: AlbertConfig, params: Any) -> list[UnitGroup]:
-    """Feed-forward neuron ``j`` of each FFN block: column ``j`` of ``ffn/intermediate``
-    (kernel ``[..., H, F]``, bias ``[..., F]``) and row ``j`` of ``ffn/output/kernel``
-    (``[..., F, H]``).
+def albert_groups(model: AlbertConfig, params: Any) -> list[UnitGroup]:
+    """Feed-forward neurons and attention heads of ALBERT/BERT encoders.
+
+    Neuron ``j`` of each FFN block: column ``j`` of ``ffn/intermediate`` (kernel
+    ``[..., H, F]``, bias ``[..., F]``) and row ``j`` of ``ffn/output/kernel`` (``[..., F, H]``).
+
+    Attention head ``h``: slice ``h`` of the query, key and value kernels
+    (``[..., H, heads, d]``) and biases (``[..., heads, d]``) and of the output kernel
+    (``[..., heads, d, H]``); the smaller model keeps the head width ``d``
+    (``model.head_dim``).
 
     Layers run under ``nn.scan`` with their parameters stacked on leading axes and one
-    ``model.intermediate_size`` for all of them, so a unit is neuron ``j`` of every
-    layer of the stack together (with ALBERT's full sharing, exactly one layer's
-    neurons). Importance adds up over the stacked layers. Attention heads are not
-    offered: the head width is ``hidden_size / num_heads`` in this config, so a model
-    with fewer heads of the same width cannot be described by it.
+    ``model.intermediate_size`` / ``model.num_heads`` for all of them, so a unit is
+    neuron (head) ``j`` of every layer of the stack together (with ALBERT's full
+    sharing, exactly one layer's). Importance adds up over the stacked layers.
     """
     shapes: dict[str, tuple[int, ...]] = {}
     map_with_path(lambda path, leaf: shapes.__setitem__(path, tuple(leaf.shape)), params)
@@ -70,4 +75,14 @@ def albert_ffn_groups(model: AlbertConfig, params: Any) -> list[UnitGroup]:
                    (f"{block}output/kernel", ndim - 2, 1))
         name = block.rstrip("/").replace("encoder/transformer/", "") or "ffn"
         groups.append(UnitGroup(name, model.intermediate_size, members, "model.intermediate_size"))
+    head_dim = model.head_dim or model.hidden_size // model.num_heads
+    for path in sorted(p for p in shapes if p.endswith(_QUERY)):
+        block = path[: -len("query/kernel")]
+        axis = len(shapes[path]) - 2  # the heads axis; the bias and output kernel have it one earlier
+        members = tuple((f"{block}{part}/kernel", axis, 1) for part in ("query", "key", "value")) + tuple(
+            (f"{block}{part}/bias", axis - 1, 1) for part in ("query", "key", "value")) + (
+            (f"{block}output/kernel", axis - 1, 1),)
+        name = block.rstrip("/").replace("encoder/transformer/", "")
+        groups.append(UnitGroup(name, model.num_heads, members, "model.num_heads",
+                                (("model.head_dim", head_dim),)))
     return groups

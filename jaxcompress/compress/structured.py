@@ -47,12 +47,15 @@ class UnitGroup:
         ``r * num_units * unit_width + u * unit_width + j``. ``repeat`` > 1
         describes a flattened feature map, whose channel is the fastest axis.
       config_key: dotted config key of the unit count (``model.hidden_sizes.0``).
+      fixed_changes: other config keys a smaller model must set (for attention
+        heads: the head width, which is otherwise derived from the head count).
     """
 
     name: str
     num_units: int
     members: tuple[tuple[int | str, ...], ...]
     config_key: str
+    fixed_changes: tuple[tuple[str, Any], ...] = ()
 
 
 GroupProvider = Callable[[Any, Any], list[UnitGroup]]
@@ -183,6 +186,8 @@ def shrink(params: Any, groups: list[UnitGroup], keep: dict[str, np.ndarray]) ->
         return leaf
 
     changes = {group.config_key: int(keep[group.name].size) for group in groups}
+    for group in groups:
+        changes.update(group.fixed_changes)
     return map_with_path(apply, params), changes
 
 

@@ -133,6 +133,10 @@ def hf_model_type(config: AlbertConfig) -> str:
       CheckpointError: for attention-only or FFN-only sharing, which no
         transformers class implements.
     """
+    if config.head_dim and config.head_dim * config.num_heads != config.hidden_size:
+        raise CheckpointError(f"model.head_dim={config.head_dim} x model.num_heads={config.num_heads} != "
+                              f"model.hidden_size={config.hidden_size} (pruned heads): transformers' BERT/ALBERT "
+                              f"need hidden_size = heads x head width")
     if config.sharing in ("attention", "ffn"):
         raise CheckpointError(f"model.sharing={config.sharing!r} has no transformers equivalent; only 'none' "
                               "(BERT, or ALBERT without sharing) and 'all' (ALBERT) can be exported")

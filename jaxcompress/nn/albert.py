@@ -88,9 +88,11 @@ class AlbertConfig:
     dtype: str = option("float32", help="computation dtype (parameters stay float32)", choices=tuple(DTYPES))
     scan_unroll: int = option(1, help="layers per scan iteration: 1 compiles one layer body (fastest "
                                       "compile); num_layers unrolls the stack", min=1)
+    head_dim: int = option(0, help="width of each attention head; 0 = hidden_size / num_heads (structured "
+                                   "head pruning sets it to keep the width)", min=0)
 
     def validate(self, prefix: str) -> None:
-        if self.hidden_size % self.num_heads:
+        if not self.head_dim and self.hidden_size % self.num_heads:
             raise ConfigError(f"config key '{prefix}num_heads' must divide {prefix}hidden_size="
                               f"{self.hidden_size}, got {self.num_heads}")
         if self.sharing == "none" and self.num_hidden_groups != 1:
@@ -110,7 +112,7 @@ class AlbertConfig:
                          inner_group_num=self.inner_group_num, activation=self.hidden_act, dropout=self.dropout,
                          attention_dropout=self.attention_dropout, layer_norm_eps=self.layer_norm_eps,
                          init_std=self.initializer_range, remat=self.remat, dtype=DTYPES[self.dtype],
-                         scan_unroll=self.scan_unroll)
+                         scan_unroll=self.scan_unroll, head_size=self.head_dim)
 
     def param_breakdown(self) -> dict[str, int]:
         """Parameter counts of the encoder's parts, from ``jax.eval_shape`` of ``init``.

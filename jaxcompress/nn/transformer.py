@@ -100,6 +100,8 @@ class StackSpec:
       scan_unroll: layers per scan iteration (``lax.scan``'s ``unroll``): 1
         compiles one layer body; more trades compile time for cross-layer
         fusion.
+      head_size: width of each attention head; 0 means ``hidden_size //
+        num_heads`` (a model with pruned heads keeps its head width).
     """
 
     hidden_size: int
@@ -117,10 +119,11 @@ class StackSpec:
     remat: str = "none"
     dtype: Any = jnp.float32
     scan_unroll: int = 1
+    head_size: int = 0
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
+        return self.head_size or self.hidden_size // self.num_heads
 
     @property
     def groups(self) -> int:
@@ -442,7 +445,7 @@ def check_spec(spec: StackSpec) -> None:
     """Raises ValueError for a spec the stack cannot run."""
     if spec.sharing not in SHARING_MODES:
         raise ValueError(f"sharing must be one of {', '.join(SHARING_MODES)}, got {spec.sharing!r}")
-    if spec.hidden_size % spec.num_heads:
+    if not spec.head_size and spec.hidden_size % spec.num_heads:
         raise ValueError(f"hidden_size {spec.hidden_size} is not divisible by num_heads {spec.num_heads}")
     if spec.num_layers % spec.groups:
         raise ValueError(f"num_layers {spec.num_layers} is not divisible by num_groups {spec.num_groups}")

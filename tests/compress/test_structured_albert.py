@@ -1,4 +1,5 @@
-"""Structured FFN-neuron surgery on ALBERT/BERT encoders: the smaller model equals the masked one."""
+"""Structured surgery of ALBERT/BERT feed-forward neurons and attention heads: the smaller model equals
+the masked one."""
 
 import flax.linen as nn
 import jax
@@ -15,8 +16,9 @@ from jaxcompress.train.task import make_task
 
 
 @pytest.mark.parametrize("sharing", ["all", "none"])
-def test_ffn_surgery_equals_the_masked_encoder(sharing):
+def test_ffn_and_head_surgery_equals_the_masked_encoder(sharing):
     config = apply_overrides(get_preset("albert-tiny-topic"), ["model.num_layers=2", f"model.sharing={sharing}",
+                                                               "model.num_heads=4",
                                                                "text.max_seq_length=32", "model.dropout=0.0",
                                                                "model.attention_dropout=0.0"])
     info = data.dataset_info(config.data.name)
@@ -27,10 +29,14 @@ def test_ffn_surgery_equals_the_masked_encoder(sharing):
 
     artifact = get_method("structured")(Compressed.from_params(params),
                                         {"sparsity": 0.5, "model_config": config.model})
-    assert artifact.model_changes == {"model.intermediate_size": config.model.intermediate_size // 2}
+    assert artifact.model_changes == {"model.intermediate_size": config.model.intermediate_size // 2,
+                                      "model.num_heads": 2, "model.head_dim": config.model.hidden_size // 4}
     small_config = apply_model_changes(config, artifact.model_changes)
-    ffn_in = [leaf for path, leaf in _paths(artifact.params) if path.endswith("ffn/intermediate/kernel")]
-    assert ffn_in and all(leaf.shape[-1] == config.model.intermediate_size // 2 for leaf in ffn_in)
+    shapes = {path: leaf.shape for path, leaf in _paths(artifact.params)}
+    ffn_in = [shape for path, shape in shapes.items() if path.endswith("ffn/intermediate/kernel")]
+    assert ffn_in and all(shape[-1] == config.model.intermediate_size // 2 for shape in ffn_in)
+    query = [shape for path, shape in shapes.items() if path.endswith("attention/query/kernel")]
+    assert query and all(shape[-2:] == (2, config.model.hidden_size // 4) for shape in query)
 
     groups = unit_groups(config.model, params)
     keep = {name: np.asarray(index) for name, index in artifact.history[-1]["kept"].items()}
