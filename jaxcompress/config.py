@@ -127,6 +127,10 @@ class TextConfig:
     pair_field: str = option("", help="feature with the second text of sentence_pair; '' = second")
     label_field: str = option("label", help="feature with the class label (a TFDS ClassLabel)")
     init_from: str = option("", help="workdir of an earlier run whose encoder parameters initialise this one")
+    vocab_keep: tuple[int, ...] = option((), help="tokenizer ids a vocabulary-pruned model keeps, in order "
+                                         "(set by structured pruning): id vocab_keep[i] becomes i, others [UNK]")
+    tokenizer_vocab_size: int = option(0, help="pieces of the tokenizer; 0 = model.vocab_size (a vocabulary-"
+                                               "pruned model keeps its original tokenizer)", min=0)
 
 
 @dataclasses.dataclass

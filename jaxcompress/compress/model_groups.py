@@ -7,10 +7,12 @@ from typing import Any
 from jaxcompress.compress.paths import map_with_path
 from jaxcompress.compress.structured import UnitGroup, register_groups
 from jaxcompress.config import CNNConfig, MLPConfig
+from jaxcompress.data.text.tokenizer import SPECIAL_TOKENS
 from jaxcompress.nn.albert import AlbertConfig
 
 _FFN_IN = "ffn/intermediate/kernel"
 _QUERY = "attention/query/kernel"
+_WORDS = "encoder/embeddings/word/embedding"
 
 
 @register_groups(MLPConfig)
@@ -60,6 +62,10 @@ def albert_groups(model: AlbertConfig, params: Any) -> list[UnitGroup]:
     (``[..., heads, d, H]``); the smaller model keeps the head width ``d``
     (``model.head_dim``).
 
+    Vocabulary row ``t`` of a fine-tuned classifier: row ``t`` of the word embedding
+    (special tokens always stay); the smaller model's tasks remap tokenizer ids
+    through ``text.vocab_keep``, removed tokens becoming ``[UNK]``.
+
     Layers run under ``nn.scan`` with their parameters stacked on leading axes and one
     ``model.intermediate_size`` / ``model.num_heads`` for all of them, so a unit is
     neuron (head) ``j`` of every layer of the stack together (with ALBERT's full
@@ -85,4 +91,10 @@ def albert_groups(model: AlbertConfig, params: Any) -> list[UnitGroup]:
         name = block.rstrip("/").replace("encoder/transformer/", "")
         groups.append(UnitGroup(name, model.num_heads, members, "model.num_heads",
                                 (("model.head_dim", head_dim),)))
+    if _WORDS in shapes and "classifier" in params:
+        # Vocabulary rows of a fine-tuned classifier (pretraining heads need every row):
+        # the kept ids are recorded so its tasks map tokenizer ids to the new rows.
+        groups.append(UnitGroup("vocab", model.vocab_size, ((_WORDS, 0, 1),), "model.vocab_size",
+                                (("text.tokenizer_vocab_size", model.vocab_size),), kept_key="text.vocab_keep",
+                                protected=tuple(range(len(SPECIAL_TOKENS)))))
     return groups

@@ -49,6 +49,9 @@ class UnitGroup:
       config_key: dotted config key of the unit count (``model.hidden_sizes.0``).
       fixed_changes: other config keys a smaller model must set (for attention
         heads: the head width, which is otherwise derived from the head count).
+      kept_key: config key that records the kept unit indices, when inputs must be
+        remapped (vocabulary rows: ``text.vocab_keep``).
+      protected: units never removed (special tokens).
     """
 
     name: str
@@ -56,6 +59,8 @@ class UnitGroup:
     members: tuple[tuple[int | str, ...], ...]
     config_key: str
     fixed_changes: tuple[tuple[str, Any], ...] = ()
+    kept_key: str = ""
+    protected: tuple[int, ...] = ()
 
 
 GroupProvider = Callable[[Any, Any], list[UnitGroup]]
@@ -188,6 +193,8 @@ def shrink(params: Any, groups: list[UnitGroup], keep: dict[str, np.ndarray]) ->
     changes = {group.config_key: int(keep[group.name].size) for group in groups}
     for group in groups:
         changes.update(group.fixed_changes)
+        if group.kept_key:
+            changes[group.kept_key] = tuple(int(i) for i in keep[group.name])
     return map_with_path(apply, params), changes
 
 
@@ -229,6 +236,10 @@ def structured_step(artifact: Compressed, options: dict[str, Any]) -> Compressed
     if not groups:
         raise ConfigError(f"structured.groups {pattern!r} matches no unit group")
     scores = importance(artifact.params, groups, options.get("importance", "magnitude"), options.get("grads"))
+    for group in groups:
+        if group.protected:
+            scores[group.name] = scores[group.name].copy()
+            scores[group.name][list(group.protected)] = np.inf
     keep = choose_units(scores, float(options.get("sparsity", 0.5)), int(options.get("round_to", 1)),
                         int(options.get("min_units", 1)))
     params, changes = shrink(artifact.params, groups, keep)

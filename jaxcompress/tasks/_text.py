@@ -34,6 +34,28 @@ def check_model(config: Any, task: str) -> None:
                           f"text.max_seq_length or raise model.max_position")
 
 
+def vocab_map(keep: tuple[int, ...], tokenizer: Any) -> np.ndarray | None:
+    """Tokenizer id -> model id for a vocabulary-pruned model (None when nothing was pruned).
+
+    ``keep[i]`` becomes ``i``; every other id becomes the new id of ``[UNK]``.
+
+    Raises:
+      ConfigError: ``keep`` lacks a special token or holds a negative id.
+    """
+    if not keep:
+        return None
+    keep_array = np.asarray(keep, np.int64)
+    special = (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
+    if not set(special) <= set(keep) or keep_array.min() < 0:
+        raise ConfigError(f"config key 'text.vocab_keep' must hold the special ids {special} and no negative id; "
+                          f"got {len(keep)} ids from {keep_array.min()} to {keep_array.max()}")
+    # Rows past the tokenizer's pieces (a model vocabulary larger than the tokenizer) may be kept too.
+    size = max(tokenizer.vocab_size, int(keep_array.max()) + 1)
+    table = np.full(size, int(np.nonzero(keep_array == tokenizer.unk_id)[0][0]), np.int32)
+    table[keep_array] = np.arange(len(keep_array), dtype=np.int32)
+    return table
+
+
 def make_tokenizer(config: Any) -> Any:
     """The tokenizer of a text task: ``text.tokenizer_file``, or the cached ``pydocs`` one.
 
@@ -48,9 +70,10 @@ def make_tokenizer(config: Any) -> Any:
             raise ConfigError(f"config key 'text.tokenizer_file' = {config.text.tokenizer_file!r} is not a file")
         tokenizer = Tokenizer(path)
     else:
-        tokenizer = corpus_tokenizer(config.data.data_dir or None, config.model.vocab_size, config.text.lowercase,
+        pieces = config.text.tokenizer_vocab_size or config.model.vocab_size
+        tokenizer = corpus_tokenizer(config.data.data_dir or None, pieces, config.text.lowercase,
                                      quiet=jax.process_index() != 0)
-    if tokenizer.vocab_size > config.model.vocab_size:
+    if tokenizer.vocab_size > config.model.vocab_size and not config.text.vocab_keep:
         raise ConfigError(f"the tokenizer {tokenizer.path.name} has {tokenizer.vocab_size} pieces but "
                           f"model.vocab_size = {config.model.vocab_size}; raise model.vocab_size")
     return tokenizer

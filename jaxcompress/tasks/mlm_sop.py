@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from jaxcompress.data.text.pretraining import PretrainingSpec, pretraining_batch
-from jaxcompress.errors import DataError
+from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.tasks import _text
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
@@ -48,6 +48,9 @@ class MlmSopTask(Task):
         from jaxcompress.nn.albert import AlbertForPreTraining
 
         _text.check_model(config, "mlm_sop")
+        if config.text.vocab_keep:
+            raise ConfigError("config key 'text.vocab_keep' (a vocabulary-pruned model) is for fine-tuned "
+                              "classifiers; masked-LM pretraining needs the whole vocabulary")
         missing = [f for f in RECORD_FEATURES if f not in data_info["features"]]
         if missing:
             raise DataError(f"dataset {data_info['name']!r} cannot be used for task 'mlm_sop': it lacks the "

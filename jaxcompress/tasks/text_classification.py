@@ -73,6 +73,7 @@ class _TextClassifier(Task):
         self.config = config
         self.max_seq_length = text.max_seq_length
         self.tokenizer = _text.make_tokenizer(config)
+        self.vocab_map = _text.vocab_map(text.vocab_keep, self.tokenizer)
         self.train_model = AlbertForSequenceClassification(config.model, self.num_classes, deterministic=False)
         self.eval_model = AlbertForSequenceClassification(config.model, self.num_classes, deterministic=True)
         self.init_from = text.init_from
@@ -92,6 +93,8 @@ class _TextClassifier(Task):
                 a, b = trim(a, len_a, from_front=False), trim(b, len_b, from_front=False)
             rows.append(pack_pair(a, b, self.max_seq_length, tok.cls_id, tok.sep_id, tok.pad_id))
         ids, types, mask = (np.stack(column) for column in zip(*rows))
+        if self.vocab_map is not None:  # a vocabulary-pruned model has its own, shorter id space
+            ids = self.vocab_map[ids]
         return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
     def prepare_batch(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
