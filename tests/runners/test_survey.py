@@ -38,6 +38,25 @@ def test_every_recipe_runs_and_compresses(cnn, family, label, methods, settings)
     assert artifact.total_bytes <= before if "energy" in label else artifact.total_bytes < before, label
 
 
+@pytest.fixture(scope="module")
+def albert():
+    from jaxcompress import data
+    from jaxcompress.config import apply_overrides
+    from jaxcompress.train.task import make_task
+
+    config = apply_overrides(get_preset(survey.TEXT_PRESET), ["model.num_layers=1", "text.max_seq_length=16"])
+    task = make_task(config, data.dataset_info(config.data.name))
+    batch = task.prepare_batch(data.load_split(config.data.name, "validation").read(np.arange(2)))
+    params = nn.unbox(jax.jit(task.init)(jax.random.key(0), jax.tree.map(jax.numpy.asarray, batch)))
+    return config, jax.tree.map(np.asarray, params)
+
+
+@pytest.mark.parametrize("family, label, methods, settings", survey.TEXT_RECIPES,
+                         ids=[r[1] for r in survey.TEXT_RECIPES])
+def test_every_text_recipe_runs_and_compresses(albert, family, label, methods, settings):
+    test_every_recipe_runs_and_compresses(albert, family, label, methods, settings)
+
+
 def test_quick_rows_name_real_recipes():
     labels = {r[1] for r in survey.RECIPES} | {s[0] for s in survey.STUDENTS}
     assert survey.QUICK <= labels
