@@ -124,6 +124,18 @@ def _distilled(label: str, channels: tuple[int, ...], hidden: int, from_separabl
                               flops_after=after[1], latency_before_s=baseline[2], latency_after_s=after[2])
 
 
+def _keep(report: dict[str, Any], family: str, target: pathlib.Path, rows: list[dict[str, Any]],
+          quiet: bool, model: str = "") -> None:
+    """Saves one row's report (so a rerun skips it), adds it to ``rows`` and prints it."""
+    report["family"] = family
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    rows.append(report)
+    if not quiet:
+        print(f"{family:15s} {model}{report['name']:34s} accuracy "
+              f"{report['metrics_after'].get('accuracy', float('nan')):.4f}  alpha {report['alpha']:.2f}x", flush=True)
+
+
 def _text_rows(out: pathlib.Path, quiet: bool) -> list[dict[str, Any]]:
     """:data:`TEXT_RECIPES` applied to ALBERT-tiny fine-tuned on the topic task (trained from scratch)."""
     base = out / "text" / "baseline"
@@ -135,14 +147,7 @@ def _text_rows(out: pathlib.Path, quiet: bool) -> list[dict[str, Any]]:
         target = out / "text" / "compressed" / _slug(label)
         report = _saved(target / "report.json") or compress_workdir(
             base, list(methods), list(settings), target, name=label, baseline_eval=baseline, trained=trained)
-        report["family"] = family
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        rows.append(report)
-        if not quiet:
-            print(f"{family:15s} {TEXT_PRESET} {label:30s} accuracy "
-                  f"{report['metrics_after'].get('accuracy', float('nan')):.4f}  alpha {report['alpha']:.2f}x",
-                  flush=True)
+        _keep(report, family, target, rows, quiet, f"{TEXT_PRESET} ")
     return rows
 
 
@@ -161,17 +166,11 @@ def run(request: RunRequest) -> dict[str, Any]:
     available = set(method_names())
     trained = load_trained(base)
     baseline = evaluate_params(trained.config, trained.params)  # once, for every row
-    rows, skipped = [], []
+    rows: list[dict[str, Any]] = []
+    skipped = []
 
     def keep(report: dict[str, Any], family: str, target: pathlib.Path) -> None:
-        report["family"] = family
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        rows.append(report)
-        if not request.quiet:
-            print(f"{family:15s} {report['name']:34s} accuracy "
-                  f"{report['metrics_after'].get('accuracy', float('nan')):.4f}  alpha {report['alpha']:.2f}x",
-                  flush=True)
+        _keep(report, family, target, rows, request.quiet)
 
     for family, label, methods, settings in RECIPES:
         if request.quick and label not in QUICK:
