@@ -8,23 +8,19 @@ two sizes and a smaller budget). See
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 from typing import Sequence
 
-from jaxcompress.config import apply_overrides
-from jaxcompress.runners.large_then_compress import QUICK, LargeThenCompressConfig, run_large_then_compress
+from jaxcompress.runners.large_then_compress import run_large_then_compress, settings_for
 
 
 def run_demo(out: str, *, quick: bool = False, quiet: bool = False, overrides: Sequence[str] = ()) -> dict:
     """Runs the workflow into ``out`` and prints where the report is. Resumes if interrupted.
 
-    ``overrides`` are ``KEY=VALUE`` settings of :class:`LargeThenCompressConfig`.
+    ``overrides`` are ``KEY=VALUE`` settings of
+    :class:`~jaxcompress.runners.large_then_compress.LargeThenCompressConfig`.
     """
-    config = LargeThenCompressConfig()
-    if quick:
-        config = dataclasses.replace(config, **QUICK)
-    config = apply_overrides(config, list(overrides))
+    config = settings_for(quick, overrides)
     out_dir = pathlib.Path(out).expanduser().absolute()
     results = run_large_then_compress(config, out_dir, quiet=quiet)
     one, two = results["claim_1"], results["claim_2"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
+
+from jaxcompress.train.metrics import read_metrics
 
 
 def plot_training_curves(metrics_path: pathlib.Path, out_path: pathlib.Path) -> pathlib.Path:
@@ -13,9 +14,7 @@ def plot_training_curves(metrics_path: pathlib.Path, out_path: pathlib.Path) -> 
     matplotlib.use("Agg")  # files only; no display on servers
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    train = [r for r in records if r["split"] == "train"]
-    evals = [r for r in records if r["split"] == "eval"]
+    train, evals = read_metrics(metrics_path.parent, "train"), read_metrics(metrics_path.parent, "eval")
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     left.plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
     if evals and "loss" in evals[0]:

@@ -26,15 +26,11 @@ import numpy as np
 from jaxcompress.config import apply_overrides, get_preset
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.train import train
+from jaxcompress.train.metrics import read_metrics
 
 #: (pretraining steps, fine-tuning steps, eval every) in full and quick mode.
 SCHEDULE = {False: (1000, 300, 200), True: (60, 40, 30)}
 DOWNSTREAM = (("topic", "albert-tiny-topic"), ("pair", "albert-tiny-pair"))
-
-
-def _records(workdir: pathlib.Path, split: str) -> list[dict[str, Any]]:
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["split"] == split]
 
 
 def _binomial_z(accuracy: float, n: int, chance: float) -> tuple[float, float]:
@@ -88,7 +84,7 @@ def _plot(pretrain: pathlib.Path, finetune: list[dict[str, Any]], unigram: float
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train, evals = _records(pretrain, "train"), _records(pretrain, "eval")
+    train, evals = read_metrics(pretrain, "train"), read_metrics(pretrain, "eval")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot([r["step"] for r in train], [r["mlm_loss"] for r in train], label="train")
     axes[0].plot([r["step"] for r in evals], [r["mlm_loss"] for r in evals], "o-", label="validation")
@@ -121,7 +117,7 @@ def run(request: RunRequest) -> dict[str, Any]:
     pretrain = out / "pretrain"
     pre_config = apply_overrides(get_preset("albert-tiny"), [f"steps={pre_steps}", *schedule, *request.overrides])
     pre_summary = train(pre_config, pretrain, quiet=request.quiet)
-    train_records = _records(pretrain, "train")
+    train_records = read_metrics(pretrain, "train")
     evaluation = pre_summary["eval_metrics"]
     n_eval = _split_size(pre_config.data.name, pre_config.data.eval_split)
     sop_se, sop_z = _binomial_z(evaluation["sop_accuracy"], n_eval, 0.5)

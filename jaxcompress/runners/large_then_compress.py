@@ -29,13 +29,14 @@ import os
 import pathlib
 import re
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from jaxcompress.config import apply_overrides, get_preset, load_config, option, validate
 from jaxcompress.errors import ConfigError, WorkdirError
 from jaxcompress.runners import RunRequest, register_experiment
+from jaxcompress.train.metrics import read_metrics
 
 SIZE_PATTERN = re.compile(r"^(bert|albert)-(\d+)x(\d+)$")
 
@@ -216,11 +217,6 @@ def _compress(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     return reports
 
 
-def _curve(workdir: pathlib.Path) -> list[dict[str, float]]:
-    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line]
-    return [r for r in records if r["split"] == "train"]
-
-
 def _loss_key(record: dict[str, Any]) -> str:
     return "mlm_loss" if "mlm_loss" in record else "loss"
 
@@ -231,7 +227,7 @@ def claim_one(rows: list[dict[str, Any]], out: pathlib.Path) -> dict[str, Any]:
     The target is the highest of the sizes' final losses (each the mean of its last
     three logged values), so every curve crosses it within its budget.
     """
-    curves = {r["size"]: _curve(out / "pretrain" / r["size"]) for r in rows}
+    curves = {r["size"]: read_metrics(out / "pretrain" / r["size"], "train") for r in rows}
     smallest = min(rows, key=lambda r: r["params"])
     target = max(float(np.mean([t[_loss_key(t)] for t in curve[-3:]])) for curve in curves.values())
     reach = {}
@@ -297,7 +293,7 @@ def _plots(rows: list[dict[str, Any]], reports: list[dict[str, Any]], out: pathl
 
     fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(11, 4))
     for r in rows:
-        curve = _curve(out / "pretrain" / r["size"])
+        curve = read_metrics(out / "pretrain" / r["size"], "train")
         loss = [c[_loss_key(c)] for c in curve]
         by_flops.plot([c["step"] * r["flops_per_step"] / 1e12 for c in curve], loss, label=r["size"])
         by_time.plot([c.get("elapsed_s", math.nan) for c in curve], loss, label=r["size"])
@@ -409,16 +405,16 @@ def run_large_then_compress(cfg: LargeThenCompressConfig, out: pathlib.Path, qui
     return results
 
 
-def _config_for(request: RunRequest) -> LargeThenCompressConfig:
-    if request.config:
-        cfg = load_config(request.config, expected=LargeThenCompressConfig)
-    else:
-        cfg = LargeThenCompressConfig()
-    if request.quick:
+def settings_for(quick: bool = False, overrides: Sequence[str] = (), config_file: str | None = None
+                 ) -> LargeThenCompressConfig:
+    """The workflow's settings: defaults or ``config_file``, then :data:`QUICK`, then ``KEY=VALUE`` overrides."""
+    cfg = load_config(config_file, expected=LargeThenCompressConfig) if config_file else LargeThenCompressConfig()
+    if quick:
         cfg = dataclasses.replace(cfg, **QUICK)
-    return apply_overrides(cfg, list(request.overrides))
+    return apply_overrides(cfg, list(overrides))
 
 
 @register_experiment("large-then-compress", "pretrain a grid of sizes at equal FLOPs, fine-tune, compress, report")
 def run(request: RunRequest) -> dict[str, Any]:
-    return run_large_then_compress(_config_for(request), request.out, request.quiet)
+    return run_large_then_compress(settings_for(request.quick, request.overrides, request.config), request.out,
+                                   request.quiet)

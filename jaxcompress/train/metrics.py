@@ -17,6 +17,13 @@ from typing import Any, TextIO
 import tqdm
 
 
+def read_metrics(workdir: pathlib.Path, split: str | None = None) -> list[dict[str, Any]]:
+    """The records of ``WORKDIR/metrics.jsonl`` in order, only those of ``split`` if given."""
+    lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return records if split is None else [r for r in records if r["split"] == split]
+
+
 class MetricsWriter:
     """Appends ``{"step": s, "split": ..., name: value}`` records.
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxcompress.runners import albert
+from jaxcompress.train.metrics import read_metrics
 
 
 def test_unigram_cross_entropy_matches_a_counting_loop():
@@ -35,8 +36,8 @@ def test_records_are_filtered_by_split(tmp_path):
     rows = [{"step": 10, "split": "train", "mlm_loss": 9.0}, {"step": 10, "split": "eval", "mlm_loss": 8.5},
             {"step": 20, "split": "train", "mlm_loss": 7.0}]
     (tmp_path / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
-    assert [r["mlm_loss"] for r in albert._records(tmp_path, "train")] == [9.0, 7.0]
-    assert [r["step"] for r in albert._records(tmp_path, "eval")] == [10]
+    assert [r["mlm_loss"] for r in read_metrics(tmp_path, "train")] == [9.0, 7.0]
+    assert [r["step"] for r in read_metrics(tmp_path, "eval")] == [10]
 
 
 def _results():
