@@ -23,7 +23,8 @@ import numpy as np
 import optax
 
 from jaxcompress import data as data_lib
-from jaxcompress.config import apply_overrides, get_preset
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
 from jaxcompress.nn import MLPClassifier
 from jaxcompress.train import train
 from jaxcompress.train.optim import make_optimizer

@@ -25,7 +25,7 @@ import optax
 from jaxcompress.compress.pruning import Pruner, wrap
 from jaxcompress.compress.schedules import Schedule
 from jaxcompress.compress.structured import choose_units, importance, mask_units, shrink, unit_groups
-from jaxcompress.config import MLPConfig
+from jaxcompress.nn.mlp import MLPConfig
 from jaxcompress.nn import MLPClassifier
 
 

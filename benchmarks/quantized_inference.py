@@ -39,8 +39,9 @@ import numpy as np
 from jaxcompress import data as data_lib
 from jaxcompress.compress import qwix_quant as QW
 from jaxcompress.compress import quantize as Q
-from jaxcompress.compress.distill import load_trained_params
-from jaxcompress.config import apply_overrides, get_preset
+from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn.classifiers import build_classifier
 from jaxcompress.train import train
@@ -102,7 +103,7 @@ def bench_model(spec: str, steps: int, batch: int, repeats: int) -> list[dict[st
     preset = spec if not overrides else f"{preset} ({overrides.split('=')[-1]})"
     with tempfile.TemporaryDirectory() as workdir:
         train(config, workdir, quiet=True)
-        params = jax.tree.map(jnp.asarray, load_trained_params(workdir))
+        params = jax.tree.map(jnp.asarray, restore_params(workdir))
     model = build_classifier(config.model, 10)
     source = data_lib.load_split("digits", "validation")
     records = source.read(np.arange(len(source)))

@@ -46,7 +46,7 @@ import optax  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from jaxcompress import data as data_lib  # noqa: E402
-from jaxcompress.graph import batching as gb  # noqa: E402
+from jaxcompress.data.graphs import batching as gb  # noqa: E402
 from jaxcompress.ssl import gcl  # noqa: E402
 
 HIDDEN, LAYERS, TEMPERATURE, DROP, LR = 32, 3, 0.2, 0.2, 1e-3
@@ -67,7 +67,7 @@ def batches(arrays: dict[str, np.ndarray], batch: int, seed: int) -> list[dict[s
 
 def jax_epochs(arrays: dict[str, np.ndarray], batch: int, epochs: int) -> tuple[list[float], float]:
     """Seconds per epoch (the first includes compilation) and the last epoch's mean loss."""
-    settings = gcl.GCLSettings(framework="graphcl", encoder="gin", hidden=HIDDEN, num_layers=LAYERS,
+    settings = gcl.GCLConfig(framework="graphcl", encoder="gin", hidden=HIDDEN, num_layers=LAYERS,
                                proj_hidden=HIDDEN, proj_dim=HIDDEN, temperature=TEMPERATURE,
                                augmentation="edge_drop", aug_ratio=DROP)
     model = gcl.GCLModel(settings)

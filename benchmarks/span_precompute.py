@@ -5,7 +5,7 @@ generators), the same hyper-parameters (both views, T projected-gradient
 steps each, budget 0.2 |E|, GCN-normalised adjacency, normalised steps) and the
 same starting points are run by:
 
-* ``jax``: ``jaxcompress.graph.span_cache.compute``: graphs sorted by size into
+* ``jax``: ``jaxcompress.ssl.span_cache.compute``: graphs sorted by size into
   node buckets, ``jit(vmap(...))`` over chunks of graphs, ``eigvalsh`` with
   autodiff; timed once including compilation and once compiled;
 * ``jax-frobenius``: the same with ``spectrum="frobenius"`` (||eig(M)||_2 =
@@ -71,10 +71,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from jaxcompress.graph import batching as gb  # noqa: E402
-from jaxcompress.graph import span_cache  # noqa: E402
+from jaxcompress.data.graphs import batching as gb  # noqa: E402
+from jaxcompress.ssl import span_cache  # noqa: E402
 from jaxcompress.ssl import span  # noqa: E402
-from tests.graph import span_numpy_reference as ref  # noqa: E402
+from tests.ssl import span_numpy_reference as ref  # noqa: E402
 
 
 def make_graphs(count: int, seed: int = 0, low: int = 20, high: int = 100) -> list[gb.Graph]:
@@ -185,7 +185,7 @@ def main() -> None:
     config = span.SpanConfig(iterations=args.iterations)
     rows: dict[str, dict[str, float]] = {}
     results: dict[str, span_cache.SpanResult] = {}
-    from jaxcompress.config import MeshConfig
+    from jaxcompress.train.config import MeshConfig
     from jaxcompress.train.sharding import build_mesh
 
     mesh = build_mesh(MeshConfig()) if jax.device_count() > 1 else None

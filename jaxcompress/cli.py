@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from jaxcompress import __version__
 from jaxcompress.errors import UserError
@@ -68,7 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
     data_prepare.add_argument("--force", action="store_true", help="rebuild even if prepared")
     data_prepare.add_argument("--data-dir", help="TFDS data directory")
 
-    run = sub.add_parser("run", help="reproduce a paper's experiment (results.json, report.md, plots)")
+    run = sub.add_parser("run", help="reproduce a paper's experiment (results.json, report.md, plots)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    run.add_argument("-h", "--help", action=_HelpWithEpilog, epilog=_experiments_epilog)
     run.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     run.add_argument("--out", help="output directory (default: runs/<experiment>)")
     run.add_argument("--quick", action="store_true", help="a small version for a first look")
@@ -77,7 +80,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="a .py file whose get_config() returns the experiment's config")
     run.add_argument("--list", action="store_true", help="list the experiments and exit")
 
-    compress = sub.add_parser("compress", help="compress a trained model and report sizes, speed and accuracy")
+    compress = sub.add_parser("compress", help="compress a trained model and report sizes, speed and accuracy",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    compress.add_argument("-h", "--help", action=_HelpWithEpilog, epilog=_methods_epilog)
     compress.add_argument("--workdir", help="a `jaxcompress train` work directory")
     compress.add_argument("--method", dest="methods", action="append", default=[], metavar="NAME",
                           help="compression method, applied in the order given (repeatable; see --list)")
@@ -93,22 +98,52 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _HelpWithEpilog(argparse.Action):
+    """``-h``/``--help`` whose epilog (a registry listing) is built only when help is asked for,
+    so ordinary commands do not import every runner or method."""
+
+    def __init__(self, option_strings: list[str], dest: str, epilog: Callable[[], str], **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show this help message (with the list below) and exit", **kwargs)
+        self._epilog = epilog
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.epilog = self._epilog()
+        parser.print_help()
+        parser.exit()
+
+
+def _experiments_epilog() -> str:
+    from jaxcompress.runners import experiments
+
+    lines = [f"  {name:22s} {experiment.help}" for name, experiment in experiments().items()]
+    return "experiments:\n" + "\n".join(lines)
+
+
+def _methods_epilog() -> str:
+    from jaxcompress.compress.methods import method_help
+
+    lines = [f"  {name:12s} {families}" for name, families in method_help()]
+    return ("methods (compose them: --method prune --method quantize):\n" + "\n".join(lines) + "\n"
+            "  distillation is training, not a step on saved weights: `jaxcompress train` with task=distill\n"
+            "  (see the survey runner); pruning and QAT during training: --set prune.* / quant.qat=...")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from jaxcompress import config as config_lib
+    from jaxcompress import configlib, configs
 
     if args.list_presets:
-        config_lib.load_preset_modules()
-        for name in sorted(config_lib.PRESETS):
-            print(f"{name:24s} {(config_lib.PRESETS[name].__doc__ or '').strip()}")
+        for name in sorted(configs.PRESETS):
+            print(f"{name:24s} {(configs.PRESETS[name].__doc__ or '').strip()}")
         return 0
     if not args.config:
         raise UserError("train needs CONFIG: a preset name (see --list-presets) or a .py config file")
-    config = config_lib.apply_overrides(config_lib.load_config(args.config), args.overrides)
+    config = configlib.apply_overrides(configs.load_config(args.config), args.overrides)
     if args.help_config:
-        for key, value, text in config_lib.describe(config):
+        for key, value, text in configlib.describe(config):
             print(f"{key:28s} {value!r:24s} {text}")
         return 0
-    config_lib.validate(config)
+    configlib.validate(config)
     _start_distributed(args)
     from jaxcompress.train import train
 
@@ -140,11 +175,11 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
-    from jaxcompress import config as config_lib
+    from jaxcompress import configlib, configs
     from jaxcompress.model_info import model_info
 
-    config = config_lib.apply_overrides(config_lib.get_preset(args.preset), args.overrides)
-    config_lib.validate(config)
+    config = configlib.apply_overrides(configs.get_preset(args.preset), args.overrides)
+    configlib.validate(config)
     info = model_info(config)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
@@ -171,14 +206,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from jaxcompress.compress.methods import method_names
+    from jaxcompress.compress.methods import method_help
 
     if args.list:
-        print("\n".join(method_names()))
+        for name, families in method_help():
+            print(f"{name:12s} {families}")
         return 0
     if not args.workdir:
         raise UserError("compress needs --workdir DIR: a `jaxcompress train` work directory")
-    from jaxcompress.compress.pipeline import compress_workdir
+    from jaxcompress.workflows.compress_workdir import compress_workdir
     from jaxcompress.compress.report import markdown_table
 
     report = compress_workdir(args.workdir, args.methods, args.settings, args.out)
@@ -211,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(str(exc), file=sys.stderr)
         return 128 + exc.signum
+    except BrokenPipeError:
+        # The reader went away (`jaxcompress train X --help-config | head`): end quietly, as
+        # Unix tools do, and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

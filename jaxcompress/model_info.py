@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 from jaxcompress import data as data_lib
-from jaxcompress.config import Config
-from jaxcompress.train.task import make_task
+from jaxcompress.train.config import Config
+from jaxcompress.train.build import make_task
 
 
 def model_info(config: Config) -> dict[str, Any]:
@@ -51,12 +51,18 @@ def _self_counting_model_info(config: Config) -> dict[str, Any]:
     """model-info of a model config that counts itself (see :func:`model_info`).
 
     ``total_params`` is what the encoder allocates (embedding, layers,
-    pooler); the pretraining heads are listed in ``params_by_module`` and
-    added in ``total_params_with_heads``. FLOPs are per token of a sequence of
+    pooler); the heads the task really has (masked-LM and sentence heads for
+    pretraining, a classifier for fine-tuning) are listed in
+    ``params_by_module`` and added in ``total_params_with_heads``. FLOPs are per token of a sequence of
     ``max_position`` tokens (forward, heads excluded).
     """
     model = config.model
     by_module = model.param_breakdown()
+    if config.task != "mlm_sop":
+        # A fine-tuning preset has a classifier, not the pretraining heads.
+        num_classes = int(data_lib.dataset_info(config.data.name, config.data.data_dir or None)["num_classes"])
+        del by_module["mlm_head"], by_module["sentence_head"]
+        by_module[f"classifier ({num_classes} classes)"] = model.hidden_size * num_classes + num_classes
     total = by_module["embedding"] + by_module["encoder"] + by_module["pooler"]
     seq_len = int(model.max_position)
     per_token = float(model.flops_per_token(seq_len))

@@ -119,3 +119,40 @@ def test_demo_refuses_a_budget_too_small_before_any_work(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--set", "budget_tflops=1e-9"]) == 2
     assert "budget_tflops=1e-09 gives bert-2x64 only 0 steps" in capsys.readouterr().err
     assert not (tmp_path / "d" / "pretrain").exists()
+
+
+def test_run_and_compress_help_list_experiments_and_method_families(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    for name in ("survey", "albert", "span-gcl", "ofa-speech", "large-then-compress"):
+        assert any(line.split()[:1] == [name] for line in out.splitlines()), name
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    out = capsys.readouterr().out
+    for family in ("magnitude", "N:M", "int8/int4", "low-rank", "k-means", "HashedNets", "distillation",
+                   "attention heads", "conv channels", "separable"):
+        assert family in out, family
+
+
+def test_model_info_of_a_classification_preset_shows_its_classifier(capsys):
+    assert main(["model-info", "albert-tiny-topic", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    heads = [name for name in info["params_by_module"] if name not in ("embedding", "encoder", "pooler")]
+    assert heads == ["classifier (12 classes)"]
+    assert info["params_by_module"]["classifier (12 classes)"] == 64 * 12 + 12
+
+
+def test_help_config_into_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    # `true` exits at once, so every write of the command meets a closed pipe (as `| head` does
+    # once it has its lines).
+    shell = f"{sys.executable} -m jaxcompress train digits-mlp --help-config | true"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

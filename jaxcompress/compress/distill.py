@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcompress.config import CNNConfig, option
+from jaxcompress.configlib import option
+from jaxcompress.nn.cnn import CNNConfig
 from jaxcompress.errors import CheckpointError, ConfigError
 
 # ----------------------------------------------------------------------------
@@ -188,25 +189,7 @@ def module_paths(model: Any, variables: dict[str, Any], inputs: Any) -> list[str
     return paths
 
 
-def load_trained_params(workdir: str | pathlib.Path) -> Any:
-    """Params (host NumPy) of the newest checkpoint in a ``jaxcompress train`` work directory."""
-    import orbax.checkpoint as ocp
 
-    directory = pathlib.Path(workdir).absolute() / "checkpoints"
-    if not directory.is_dir():
-        raise CheckpointError(f"{workdir} has no checkpoints/ directory; train the teacher first with "
-                              f"`jaxcompress train CONFIG --workdir {workdir}`")
-    manager = ocp.CheckpointManager(directory)
-    step = manager.latest_step()
-    if step is None:
-        raise CheckpointError(f"no checkpoint in {directory}; train the teacher first")
-    try:
-        restored = manager.restore(step, args=ocp.args.StandardRestore())
-    except Exception as exc:  # orbax raises many types for damaged files
-        raise CheckpointError(f"checkpoint {directory / str(step)} cannot be read: {exc}") from None
-    finally:
-        manager.close()
-    return jax.tree.map(np.asarray, restored["params"])
 
 
 def load_compressed_params(directory: str | pathlib.Path) -> tuple[Any, Any]:

@@ -1,12 +1,13 @@
-"""The prunable unit groups of the built-in models (see ``structured.UnitGroup``)."""
+"""The prunable unit groups of the built-in models (see ``unit_groups.UnitGroup``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from jaxcompress.compress.paths import map_with_path
-from jaxcompress.compress.structured import UnitGroup, register_groups
-from jaxcompress.config import CNNConfig, MLPConfig
+from jaxcompress.compress.unit_groups import UnitGroup, register_groups
+from jaxcompress.nn.cnn import CNNConfig
+from jaxcompress.nn.mlp import MLPConfig
 from jaxcompress.data.text.tokenizer import SPECIAL_TOKENS
 from jaxcompress.nn.albert import AlbertConfig
 

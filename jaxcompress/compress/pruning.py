@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcompress.configlib import option
 from jaxcompress.compress import masks as M
 from jaxcompress.compress.artifact import Compressed, register_decoder
 from jaxcompress.compress.methods import register_method
@@ -37,6 +38,32 @@ from jaxcompress.errors import ConfigError
 
 SCOPES = ("layerwise", "global")
 
+
+
+@dataclasses.dataclass
+class PruneConfig:
+    """Pruning during training (through the optimiser); ``method=none`` trains dense."""
+
+    method: str = option("none", help="score", choices=("none", "magnitude", "random", "saliency",
+                                                        "movement", "soft_movement"))
+    sparsity: float = option(0.5, help="final fraction of zeros in the selected leaves", min=0.0, max=0.999)
+    scope: str = option("layerwise", help="one target per leaf or one global threshold",
+                        choices=("layerwise", "global"))
+    schedule: str = option("gradual", help="when masks change", choices=("one_shot", "iterative", "gradual"))
+    start_step: int = option(0, help="first mask update", min=0)
+    end_step: int = option(-1, help="last mask update (-1: 3/4 of training)", min=-1)
+    frequency: int = option(100, help="gradual: steps between mask updates", min=1)
+    rounds: int = option(3, help="iterative: pruning rounds", min=1)
+    n: int = option(0, help="N of N:M sparsity (with m > 0)", min=0)
+    m: int = option(0, help="M of N:M sparsity; 0 disables", min=0)
+    include: str = option(".*", help="regex over parameter paths to prune")
+    exclude: str = option("", help="regex over parameter paths never to prune")
+    threshold: float = option(0.0, help="soft_movement: keep scores >= threshold")
+    soft_l1: float = option(0.0, help="soft_movement: L1 pull on sigmoid(scores)", min=0.0)
+
+    def validate(self, prefix: str) -> None:
+        if self.m and not 0 < self.n < self.m:
+            raise ConfigError(f"config keys '{prefix}n' and '{prefix}m' need 0 < n < m, got {self.n}:{self.m}")
 
 @dataclasses.dataclass(frozen=True)
 class Pruner:

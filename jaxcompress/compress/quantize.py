@@ -33,6 +33,8 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import math
 from typing import Any, Callable
@@ -42,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcompress.configlib import option
 from jaxcompress.compress import options as opt
 from jaxcompress.compress.artifact import Compressed, register_decoder
 from jaxcompress.compress.methods import register_method
@@ -59,6 +62,32 @@ LOSSY_CODECS = ("quant", "binary", "ternary", "codebook", "hashed")
 # ----------------------------------------------------------------------------
 # Reference numerics
 
+
+
+@dataclasses.dataclass
+class QuantConfig:
+    """Quantization-aware training: the forward pass sees quantised weights (straight-through gradients)."""
+
+    qat: str = option("none", help="qwix (QtProvider), fake_quant (our reference), binary (XNOR), ternary (TWN)",
+                      choices=("none", "qwix", "fake_quant", "binary", "ternary"))
+    weight_bits: int = option(8, help="weight bits for qwix / fake_quant", min=2, max=8)
+    act_bits: int = option(0, help="activation bits, qwix only (0: float activations)", min=0, max=8)
+    per_channel: bool = option(True, help="one scale per output channel (else per tensor)")
+    symmetric: bool = option(True, help="symmetric grid (else affine with a zero point), fake_quant")
+    rounding: str = option("nearest", help="fake_quant rounding in training", choices=("nearest", "stochastic"))
+    include: str = option(".*", help="regex: parameter paths (fake_quant/binary/ternary) or module paths (qwix)")
+    exclude: str = option("", help="regex over parameter paths never to quantise (not qwix)")
+
+    def validate(self, prefix: str) -> None:
+        if self.act_bits and self.qat != "qwix":
+            raise ConfigError(f"config key '{prefix}act_bits' needs '{prefix}qat=qwix' (activation "
+                              f"quantization goes through qwix); got qat={self.qat!r}")
+        if self.qat == "qwix" and self.weight_bits not in (2, 3, 4, 8):
+            raise ConfigError(f"config key '{prefix}weight_bits' must be 2, 3, 4 or 8 with qwix; "
+                              f"got {self.weight_bits}")
+        if self.qat == "qwix" and self.exclude:
+            raise ConfigError(f"config key '{prefix}exclude' is not supported with qwix; narrow "
+                              f"'{prefix}include' instead")
 
 def int_range(bits: int, symmetric: bool) -> tuple[int, int]:
     """Integer grid ``[qmin, qmax]``: ``±(2^(b-1) - 1)`` symmetric (zero exact, balanced), ``[0, 2^b - 1]`` affine."""
@@ -306,6 +335,25 @@ class FakeQuantModel:
         return getattr(self.model, name)
 
 
+def params_quantizer(quant_config: Any) -> FakeQuantModel | None:
+    """The straight-through weight quantizer that a ``QuantConfig`` with ``qat`` = ``fake_quant``,
+    ``binary`` or ``ternary`` asks for (None for ``none``), as a :class:`FakeQuantModel` without a model:
+    its ``quantized_params(params, key)`` serves any task (see ``train.qat``).
+
+    Raises:
+      ConfigError: for ``qat=qwix``, which intercepts a model's layers instead (:func:`model_for_training`).
+    """
+    kind = getattr(quant_config, "qat", "none")
+    if kind == "none":
+        return None
+    if kind == "qwix":
+        raise ConfigError("quant.qat=qwix quantizes a model's layers, not its parameters; use model_for_training")
+    transform = weight_transform({"fake_quant": "int"}.get(kind, kind), quant_config.weight_bits,
+                                 per_channel=quant_config.per_channel, symmetric=quant_config.symmetric,
+                                 rounding=quant_config.rounding)
+    return FakeQuantModel(None, transform, quant_config.include or ".*", quant_config.exclude or ())
+
+
 def model_for_training(model: Any, quant_config: Any) -> Any:
     """The QAT view of ``model`` that a ``QuantConfig`` asks for (``model`` itself for ``qat=none``).
 
@@ -320,10 +368,8 @@ def model_for_training(model: Any, quant_config: Any) -> Any:
         from jaxcompress.compress.qwix_quant import qat_model
 
         return qat_model(model, quant_config.weight_bits, quant_config.act_bits or None, quant_config.include)
-    transform = weight_transform({"fake_quant": "int"}.get(kind, kind), quant_config.weight_bits,
-                                 per_channel=quant_config.per_channel, symmetric=quant_config.symmetric,
-                                 rounding=quant_config.rounding)
-    return FakeQuantModel(model, transform, quant_config.include or ".*", quant_config.exclude or ())
+    quantizer = params_quantizer(quant_config)
+    return FakeQuantModel(model, quantizer.transform, quantizer.include, quantizer.exclude)
 
 
 # ----------------------------------------------------------------------------

@@ -26,66 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcompress.compress import model_groups  # noqa: F401  (registers the built-in models' groups)
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.methods import register_method
 from jaxcompress.compress.paths import map_with_path
+from jaxcompress.compress.unit_groups import UnitGroup, unit_groups
+from jaxcompress.configlib import copy_config
 from jaxcompress.errors import ConfigError
 
 IMPORTANCE = ("magnitude", "taylor")
-
-
-@dataclasses.dataclass(frozen=True)
-class UnitGroup:
-    """Units removed together, and every parameter slice that belongs to them.
-
-    Attributes:
-      name: e.g. ``hidden_0`` or ``layer_3/heads``.
-      num_units: units in the group.
-      members: ``(leaf path, axis, unit_width[, repeat])``: the leaf's ``axis``
-        holds ``repeat * num_units * unit_width`` entries laid out as
-        ``[repeat, num_units, unit_width]``; unit ``u`` owns entries
-        ``r * num_units * unit_width + u * unit_width + j``. ``repeat`` > 1
-        describes a flattened feature map, whose channel is the fastest axis.
-      config_key: dotted config key of the unit count (``model.hidden_sizes.0``).
-      fixed_changes: other config keys a smaller model must set (for attention
-        heads: the head width, which is otherwise derived from the head count).
-      kept_key: config key that records the kept unit indices, when inputs must be
-        remapped (vocabulary rows: ``text.vocab_keep``).
-      protected: units never removed (special tokens).
-    """
-
-    name: str
-    num_units: int
-    members: tuple[tuple[int | str, ...], ...]
-    config_key: str
-    fixed_changes: tuple[tuple[str, Any], ...] = ()
-    kept_key: str = ""
-    protected: tuple[int, ...] = ()
-
-
-GroupProvider = Callable[[Any, Any], list[UnitGroup]]
-_PROVIDERS: dict[type, GroupProvider] = {}
-
-
-def register_groups(model_config_type: type) -> Callable[[GroupProvider], GroupProvider]:
-    """Declares the prunable groups of models configured by ``model_config_type``."""
-
-    def wrap(fn: GroupProvider) -> GroupProvider:
-        _PROVIDERS[model_config_type] = fn
-        return fn
-
-    return wrap
-
-
-def unit_groups(model_config: Any, params: Any) -> list[UnitGroup]:
-    """The prunable groups of a model (``model_config`` is ``Config.model``)."""
-    import jaxcompress.compress.model_groups  # noqa: F401  (registers the built-in models)
-
-    provider = _PROVIDERS.get(type(model_config))
-    if provider is None:
-        raise ConfigError(f"structured pruning does not know the units of {type(model_config).__name__} models; "
-                          f"supported: {', '.join(sorted(t.__name__ for t in _PROVIDERS))}")
-    return provider(model_config, params)
 
 
 def _leaves(params: Any) -> dict[str, Any]:
@@ -200,9 +149,7 @@ def shrink(params: Any, groups: list[UnitGroup], keep: dict[str, np.ndarray]) ->
 
 def apply_model_changes(config: Any, changes: dict[str, Any]) -> Any:
     """A copy of ``config`` with dotted keys set; a trailing integer indexes a tuple."""
-    from jaxcompress.config import _deep_copy
-
-    config = _deep_copy(config)
+    config = copy_config(config)
     for key, value in changes.items():
         parts = key.split(".")
         index = int(parts.pop()) if parts[-1].isdigit() else None

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcompress.config import option
+from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.nn.transformer import (ACTIVATIONS, HIDDEN_AXES, REMAT_POLICIES, SHARING_MODES, StackSpec,
                                         layer_stack)

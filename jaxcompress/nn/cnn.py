@@ -12,14 +12,36 @@ because compression rules and distillation feature taps select them by path.
 
 from __future__ import annotations
 
+
+import dataclasses
+
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcompress.configlib import option
+from jaxcompress.errors import ConfigError
+
 CONV_AXES = (None, None, "conv_in", "conv_out")
 
+
+
+@dataclasses.dataclass
+class CNNConfig:
+    """A small convolutional classifier (conv/ReLU/pool blocks, a hidden layer, logits)."""
+
+    channels: tuple[int, ...] = option((16, 32), help="output channels of each conv layer")
+    kernel_size: int = option(3, help="square kernel size of every conv", min=1)
+    hidden_size: int = option(64, help="width of the ReLU layer after flattening (0: none)", min=0)
+    dropout: float = option(0.0, help="dropout rate before the logits", min=0.0, max=0.95)
+
+    def validate(self, prefix: str) -> None:
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise ConfigError(
+                f"config key '{prefix}channels' must be a non-empty list of positive widths, "
+                f"got {self.channels!r}")
 
 def conv(features: int, kernel_size: int, name: str) -> nn.Conv:
     """A ``SAME``-padded conv whose kernel and bias carry logical axis names."""

@@ -1,7 +1,7 @@
 """Graph encoders (GCN, GIN) on slot-batched ``jraph.GraphsTuple`` with ``segment_sum``.
 
 The layers are written here rather than taken from jraph (unmaintained): they
-read a ``GraphsTuple`` built by :func:`jaxcompress.graph.batching.graphs_tuple`,
+read a ``GraphsTuple`` built by :func:`jaxcompress.data.graphs.batching.graphs_tuple`,
 whose leaves carry a leading slot axis [B, ...], and aggregate messages with
 ``jax.ops.segment_sum`` vmapped over the slots. Because aggregation never
 crosses a slot, a batch sharded over the mesh ``data`` axis stays local.

@@ -8,11 +8,33 @@ shard it.
 
 from __future__ import annotations
 
+
+from jaxcompress.configlib import option
+from jaxcompress.errors import ConfigError
+import dataclasses
+
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxcompress.configlib import option
+from jaxcompress.errors import ConfigError
+
+
+@dataclasses.dataclass
+class MLPConfig:
+    """A multi-layer perceptron classifier (the tiny model of the core runtime)."""
+
+    hidden_sizes: tuple[int, ...] = option((128, 128), help="widths of the hidden layers")
+    dropout: float = option(0.1, help="dropout rate after each hidden layer", min=0.0, max=0.95)
+
+    def validate(self, prefix: str) -> None:
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(
+                f"config key '{prefix}hidden_sizes' must be a non-empty list of positive widths, "
+                f"got {self.hidden_sizes!r}")
 
 
 def _dense(features: int, names: tuple[str, str], name: str) -> nn.Dense:

@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcompress.config import option
+from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn.transformer import HIDDEN_AXES, StackSpec, layer_stack
 from jaxcompress.ops import CifWeights, cif_pool, mix_alpha

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxcompress.config import apply_overrides, get_preset
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.train import train
 from jaxcompress.train.metrics import read_metrics
@@ -55,7 +56,7 @@ def unigram_baseline(config: Any, batches: int = 50, batch_size: int = 64) -> fl
     ``batches`` training batches built by the task itself (add-one smoothing).
     """
     from jaxcompress import data
-    from jaxcompress.train.task import make_task
+    from jaxcompress.train.build import make_task
 
     task = make_task(config, data.dataset_info(config.data.name))
     source = data.load_split(config.data.name, config.data.train_split)

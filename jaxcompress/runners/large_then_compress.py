@@ -33,7 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxcompress.config import apply_overrides, get_preset, load_config, option, validate
+from jaxcompress.configlib import apply_overrides, option, validate
+from jaxcompress.configs import get_preset, load_config
 from jaxcompress.errors import ConfigError, WorkdirError
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.train.metrics import read_metrics
@@ -195,7 +196,7 @@ def recipes(cfg: LargeThenCompressConfig) -> list[tuple[str, list[str], list[str
 
 
 def _compress(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Path, quiet: bool) -> list[dict]:
-    from jaxcompress.compress.pipeline import compress_workdir, evaluate_params, load_trained
+    from jaxcompress.workflows.compress_workdir import compress_workdir, evaluate_params, load_trained
 
     reports = []
     trained = baseline = None  # restored and evaluated once per size, when a level needs them

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from jaxcompress import data as data_lib
-from jaxcompress.config import apply_overrides, get_preset, option, validate
+from jaxcompress.configlib import apply_overrides, option, validate
+from jaxcompress.configs import get_preset
 from jaxcompress.errors import ConfigError
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.ssl import ofa_eval

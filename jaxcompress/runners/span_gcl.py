@@ -39,13 +39,16 @@ import jax
 import numpy as np
 
 from jaxcompress import data as data_lib
-from jaxcompress.config import apply_overrides
+from jaxcompress.configlib import apply_overrides
 from jaxcompress.errors import CheckpointError
-from jaxcompress.graph import batching as gb
-from jaxcompress.graph import probe as probe_lib
-from jaxcompress.graph import robustness
+from jaxcompress.data.graphs import batching as gb
+from jaxcompress.ssl import probe as probe_lib
+from jaxcompress.ssl import robustness
 from jaxcompress.runners import RunRequest, register_experiment
-from jaxcompress.tasks.gcl import GCLConfig, GraphContrastiveTask, gcl_config
+from jaxcompress.configs.gcl import gcl_config
+from jaxcompress.ssl.gcl import GCLConfig
+from jaxcompress.tasks.gcl import GraphContrastiveTask
+from jaxcompress.train.checkpoint import restore_params
 
 METHODS = ("span", "span_uniform", "edge_drop", "untrained")
 ATTACKS = robustness.ATTACKS
@@ -98,26 +101,6 @@ def _label(setting: Setting) -> str:
 
 def _round_up(value: int, multiple: int) -> int:
     return multiple * math.ceil(value / multiple)
-
-
-def restore_params(config: Any, workdir: pathlib.Path, task: GraphContrastiveTask) -> Any:
-    """Parameters of the newest checkpoint of a finished training run."""
-    from jaxcompress.train.checkpoint import CheckpointStore
-    from jaxcompress.train.loop import Steps
-    from jaxcompress.train.optim import learning_rate_schedule, make_optimizer
-    from jaxcompress.train.sharding import build_mesh
-
-    source = data_lib.load_split(config.data.name, config.data.train_split, config.data.data_dir or None)
-    example = task.prepare_batch(source.read(np.arange(1)))
-    steps = Steps(task, task.wrap_optimizer(make_optimizer(config.optim, config.steps)),
-                  learning_rate_schedule(config.optim, config.steps), example, build_mesh(config.mesh),
-                  config.logical_rules, config.seed)
-    store = CheckpointStore(workdir / "checkpoints", keep=config.keep_checkpoints)
-    restored = store.restore_latest(steps.abstract_state)
-    store.close()
-    if restored is None:
-        raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}")
-    return jax.device_get(restored[1].params)
 
 
 @functools.lru_cache(maxsize=16)
@@ -264,7 +247,7 @@ def run(request: RunRequest) -> dict[str, Any]:
                 else:
                     summary = train(config, workdir, quiet=True)
                     task = GraphContrastiveTask(config, info, progress=False)
-                    params = restore_params(config, workdir, task)
+                    params = restore_params(workdir)
                 embed = _jitted_embed(task.settings)
                 result = _evaluate(setting, embed, params, probe_splits, attacked, seed)
                 result.update(seed=seed, loss=summary["train_metrics"].get("loss"),

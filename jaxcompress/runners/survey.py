@@ -24,9 +24,10 @@ import pathlib
 from typing import Any
 
 from jaxcompress.compress.methods import method_names
-from jaxcompress.compress.pipeline import compress_workdir, evaluate_params, load_trained
+from jaxcompress.workflows.compress_workdir import compress_workdir, evaluate_params, load_trained
 from jaxcompress.compress.report import markdown_table, plot_accuracy_vs_size
-from jaxcompress.config import apply_overrides, get_preset
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.train import train
 
@@ -99,9 +100,10 @@ def _distilled(label: str, channels: tuple[int, ...], hidden: int, from_separabl
     import dataclasses
 
     from jaxcompress.compress.artifact import Compressed
-    from jaxcompress.compress.distill import DistillConfig, load_trained_params
+    from jaxcompress.compress.distill import DistillConfig
+    from jaxcompress.train.checkpoint import restore_params
     from jaxcompress.compress.methods import get_method
-    from jaxcompress.compress.pipeline import evaluate_params
+    from jaxcompress.workflows.compress_workdir import evaluate_params
     from jaxcompress.compress.report import compression_report
 
     workdir = out / "distilled" / _slug(label)
@@ -117,7 +119,7 @@ def _distilled(label: str, channels: tuple[int, ...], hidden: int, from_separabl
     config = dataclasses.replace(trained.config, name=f"survey-{_slug(label)}", task="distill", model=distill,
                                  steps=steps, eval_every=steps, checkpoint_every=steps, log_every=max(1, steps // 10))
     train(config, workdir / "run", quiet=quiet)
-    student = load_trained_params(workdir / "run")["student"]
+    student = restore_params(workdir / "run", "student")
     after = evaluate_params(dataclasses.replace(trained.config, model=student_model), student)
     return compression_report(label, Compressed.from_params(trained.params), Compressed.from_params(student),
                               metrics_before=baseline[0], metrics_after=after[0], flops_before=baseline[1],

@@ -22,6 +22,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -29,44 +30,81 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from jaxcompress.graph import batching as gb
+from jaxcompress.data.graphs import batching as gb
 from jaxcompress.nn.graph import GraphEncoder, ProjectionHead
-from jaxcompress.ssl import gcl_losses
+from jaxcompress.configlib import option
+from jaxcompress.errors import ConfigError
+from jaxcompress.ssl import gcl_losses, span
 from jaxcompress.ssl.graph_augment import TOPOLOGY, augment
 
 FRAMEWORKS = ("graphcl", "grace", "local_global")
 
 
-@dataclasses.dataclass(frozen=True)
-class GCLSettings:
-    """Static settings of one framework (hashable: they are closed over under jit)."""
+@dataclasses.dataclass(unsafe_hash=True)
+class GCLConfig:
+    """Graph contrastive learning: framework, encoder, heads, augmentation and SPAN settings.
 
-    framework: str = "graphcl"
-    encoder: str = "gin"
-    hidden: int = 32
-    num_layers: int = 3
-    readout: str = "sum"
-    activation: str = "relu"
-    concat_layers: bool = True
-    proj_hidden: int = 32
-    proj_dim: int = 32
-    temperature: float = 0.2
-    symmetric: bool = False
-    augmentation: str = "edge_drop"
-    aug_ratio: float = 0.2
-    feature_mask: float = 0.0
-    feature_mask_2: float = -1.0  # second view's rate; < 0 means the same as the first
-    extra_edges: int = 16
+    The model config of the ``gcl`` task and the static settings of
+    :class:`GCLModel` (hashable, since jitted functions close over it; treat a
+    built config as a value). ``extra_edges=-1`` is resolved from the dataset
+    by :meth:`for_dataset` before a model is built.
+    """
 
-    def __post_init__(self) -> None:
-        if self.framework not in FRAMEWORKS:
-            raise ValueError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
-        if self.augmentation not in TOPOLOGY:
-            raise ValueError(f"augmentation must be one of {TOPOLOGY}, got {self.augmentation!r}")
+    framework: str = option("graphcl", help="what is contrasted", choices=FRAMEWORKS)
+    encoder: str = option("gin", help="message-passing layers", choices=("gin", "gcn"))
+    hidden: int = option(32, help="width of every encoder layer", min=1)
+    num_layers: int = option(3, help="encoder layers", min=1, max=16)
+    readout: str = option("sum", help="graph readout over real nodes", choices=("sum", "mean"))
+    activation: str = option("relu", help="encoder activation", choices=("relu", "prelu", "elu"))
+    concat_layers: bool = option(True, help="embeddings concatenate every layer (GraphCL) or keep the last")
+    proj_hidden: int = option(32, help="projection head hidden width", min=1)
+    proj_dim: int = option(32, help="projection head output width", min=1)
+    temperature: float = option(0.2, help="NT-Xent / InfoNCE temperature", min=0.0, min_exclusive=True)
+    symmetric: bool = option(False, help="graphcl: SimCLR two-way NT-Xent with intra-view negatives")
+    augmentation: str = option("span", help="topology augmentation of both views", choices=TOPOLOGY)
+    aug_ratio: float = option(0.2, help="strength of the random augmentations (edges, nodes)", min=0.0, max=1.0)
+    feature_mask: float = option(0.0, help="feature-column masking rate of view 1", min=0.0, max=0.95)
+    feature_mask_2: float = option(-1.0, help="feature-column masking rate of view 2 (-1: as view 1)",
+                                   min=-1.0, max=0.95)
+    span_ratio: float = option(0.2, help="SPAN flip budget per graph, ratio * |E|", min=0.0, max=10.0)
+    span_lr: float = option(0.5, help="SPAN projected-gradient step size", min=0.0, min_exclusive=True)
+    span_iterations: int = option(20, help="SPAN projected-gradient steps per view", min=0)
+    span_operator: str = option("gcn_adj", help="spectral operator", choices=span.OPERATORS)
+    span_objective: str = option("norm", help="||eig|| (norm) or distance to the original spectrum (l2)",
+                                 choices=span.OBJECTIVES)
+    span_spectrum: str = option("eigvalsh", help="eigvalsh, or the exact Frobenius shortcut for 'norm'",
+                                choices=span.SPECTRA)
+    span_normalize_grad: bool = option(True, help="scale each SPAN step by the largest |gradient|")
+    span_clip_max: float = option(1.0, help="upper bound of a flip probability", min=0.0, max=1.0,
+                                  min_exclusive=True)
+    span_seed: int = option(0, help="seed of the SPAN initialisation", min=0)
+    extra_edges: int = option(-1, help="edge slots reserved for added edges (-1: twice the expected additions "
+                                       "plus slack, from the dataset's edge count)", min=-1)
+
+    def validate(self, prefix: str) -> None:
+        if self.framework == "grace" and self.augmentation in ("node_drop", "subgraph"):
+            raise ConfigError(f"config key '{prefix}augmentation' = {self.augmentation!r} removes nodes, but "
+                              f"GRACE contrasts each node with itself; use an edge augmentation or span")
+        self.span_config()  # raises on inconsistent SPAN settings
+
+    def span_config(self) -> span.SpanConfig:
+        return span.SpanConfig(ratio=self.span_ratio, lr=self.span_lr, iterations=self.span_iterations,
+                               operator=self.span_operator, objective=self.span_objective,
+                               spectrum=self.span_spectrum, clip_max=self.span_clip_max,
+                               normalize_grad=self.span_normalize_grad, seed=self.span_seed)
 
     @property
     def uses_span(self) -> bool:
         return self.augmentation in ("span", "span_uniform")
+
+    def for_dataset(self, max_edges: int) -> "GCLConfig":
+        """A copy with ``extra_edges`` resolved for graphs of at most ``max_edges`` edges."""
+        if self.extra_edges >= 0:
+            return self
+        if self.augmentation in ("none", "edge_drop", "node_drop", "subgraph"):
+            return dataclasses.replace(self, extra_edges=0)
+        ratio = self.span_ratio if self.uses_span else self.aug_ratio
+        return dataclasses.replace(self, extra_edges=int(math.ceil(2.0 * ratio * max_edges)) + 8)
 
 
 class GCLModel(nn.Module):
@@ -79,7 +117,7 @@ class GCLModel(nn.Module):
       You et al., NeurIPS 2020; Zhu et al., 2020; Sun et al., ICLR 2020.
     """
 
-    settings: GCLSettings
+    settings: GCLConfig
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple) -> dict[str, jax.Array]:
@@ -105,7 +143,7 @@ def _slots(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
             "num_edges": batch[gb.NUM_EDGES].astype(jnp.float32)}
 
 
-def make_views(settings: GCLSettings, batch: dict[str, jax.Array], rng: jax.Array
+def make_views(settings: GCLConfig, batch: dict[str, jax.Array], rng: jax.Array
                ) -> tuple[jraph.GraphsTuple, jraph.GraphsTuple, dict[str, jax.Array]]:
     """Two augmented views of every graph of a padded batch, and flip statistics."""
     slots = _slots(batch)
@@ -130,7 +168,7 @@ def make_views(settings: GCLSettings, batch: dict[str, jax.Array], rng: jax.Arra
     return graphs[0], graphs[1], stats
 
 
-def contrastive_loss(settings: GCLSettings, out1: dict[str, jax.Array], out2: dict[str, jax.Array],
+def contrastive_loss(settings: GCLConfig, out1: dict[str, jax.Array], out2: dict[str, jax.Array],
                      g1: jraph.GraphsTuple, g2: jraph.GraphsTuple) -> tuple[jax.Array, jax.Array]:
     """(scalar loss, per-graph loss [B]) of the framework on two encoded views."""
     valid = g1.globals["mask"] * g2.globals["mask"]

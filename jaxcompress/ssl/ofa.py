@@ -34,7 +34,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxcompress.config import option
+from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn.speech import SpeechEncoderConfig
 

@@ -2,7 +2,6 @@
 
 from jaxcompress.tasks import classification  # noqa: F401
 from jaxcompress.tasks import mlm_sop, text_classification  # noqa: F401
-from jaxcompress.tasks import text_presets  # noqa: F401  (also registers albert-tiny, bert-base, ...)
 from jaxcompress.tasks import gcl  # noqa: F401
 from jaxcompress.tasks import distillation  # noqa: F401
-from jaxcompress.tasks import ofa_speech, speech_probe  # noqa: F401  (also registers ofa-speech-tiny, ...)
+from jaxcompress.tasks import ofa_speech, speech_probe  # noqa: F401

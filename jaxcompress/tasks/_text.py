@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxcompress.train.checkpoint import restore_params
 from jaxcompress.errors import CheckpointError, ConfigError, DataError
 
 #: The parameter subtree that ``text.init_from`` copies (the encoder, not the heads).
@@ -103,7 +104,7 @@ def decode(values: np.ndarray) -> list[str]:
 
 
 def load_encoder(workdir: str, config: Any) -> dict[str, Any]:
-    """The encoder parameters (NumPy) of the newest checkpoint in ``workdir``.
+    """The encoder parameters (NumPy) of the newest checkpoint in ``workdir`` (``text.init_from``).
 
     Also checks that the earlier run tokenized text the same way (its
     ``config.json``), since the embedding rows are only meaningful for the
@@ -113,37 +114,9 @@ def load_encoder(workdir: str, config: Any) -> dict[str, Any]:
       CheckpointError: no readable checkpoint, no encoder in it, or a
         different tokenizer.
     """
-    import orbax.checkpoint as ocp
-
-    root = pathlib.Path(workdir).expanduser().absolute()
-    directory = root / "checkpoints"
     key = "config key 'text.init_from'"
-    if not directory.is_dir():
-        raise CheckpointError(f"{key} = {workdir!r}: no checkpoints in {directory} (point it at the workdir of "
-                              f"a finished run)")
-    _check_same_tokenizer(root, config, key)
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False))
-    try:
-        step = manager.latest_step()
-        if step is None:
-            raise CheckpointError(f"{key} = {workdir!r}: {directory} holds no finished checkpoint")
-        metadata = manager.item_metadata(step)
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), metadata,
-                              is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-        state = manager.restore(step, args=ocp.args.StandardRestore(target))
-    except CheckpointError:
-        raise
-    except Exception as error:  # Orbax raises many types for damaged files.
-        raise CheckpointError(f"{key} = {workdir!r}: cannot restore {directory}: {str(error).splitlines()[0]}") \
-            from error
-    finally:
-        manager.close()
-    params = state.get("params", {}) if isinstance(state, dict) else {}
-    if ENCODER not in params:
-        raise CheckpointError(f"{key} = {workdir!r}: the checkpoint has no '{ENCODER}' parameters (top-level "
-                              f"keys: {', '.join(sorted(params)) or 'none'}); was it an ALBERT/BERT run?")
-    return jax.tree.map(np.asarray, params[ENCODER])
+    _check_same_tokenizer(pathlib.Path(workdir).expanduser().absolute(), config, key)
+    return restore_params(workdir, ENCODER, field=key)
 
 
 def _check_same_tokenizer(root: pathlib.Path, config: Any, key: str) -> None:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcompress.compress.quantize import model_for_training
 from jaxcompress.errors import DataError
 from jaxcompress.nn.classifiers import build_classifier
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
@@ -26,6 +27,8 @@ class ClassificationTask(Task):
       (softmax cross-entropy).
     """
 
+    handles_qwix_qat = True
+
     def __init__(self, config: Any, data_info: dict[str, Any]):
         for key in ("num_classes", "input_key", "label_key", "input_shape"):
             if data_info.get(key) is None:
@@ -36,10 +39,9 @@ class ClassificationTask(Task):
         self.input_shape = tuple(data_info["input_shape"])
         # An MLPConfig builds the MLP, a CNNConfig the CNN; anything else is a ConfigError.
         self.model = build_classifier(config.model, int(data_info["num_classes"]))
-        if getattr(config, "quant", None) is not None and config.quant.qat != "none":
-            from jaxcompress.compress.quantize import model_for_training
-
-            # Quantization-aware training: same params, quantised forward pass.
+        if config.quant.qat == "qwix":
+            # qwix intercepts the layers (weights and activations); the other QAT kinds
+            # quantise parameters for every task (train.qat).
             self.model = model_for_training(self.model, config.quant)
 
     def prepare_batch(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -38,6 +38,7 @@ from jaxcompress.compress import distill as D
 from jaxcompress.compress.factored import factored_layers
 from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.nn.classifiers import build_classifier
+from jaxcompress.train.checkpoint import restore_params
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
 
@@ -94,7 +95,7 @@ class DistillationTask(Task):
         num_classes = int(data_info["num_classes"])
         self.teacher = build_classifier(cfg.teacher, num_classes, field="model.teacher")
         self.student = build_classifier(cfg.student, num_classes, field="model.student")
-        self.teacher_params = D.load_trained_params(cfg.teacher_workdir)
+        self.teacher_params = restore_params(cfg.teacher_workdir, field="config key 'model.teacher_workdir'")
         self.student_values: Any = None
         self.assignments: Any = None
         if cfg.student_init == "teacher":

@@ -2,7 +2,7 @@
 
 The dataset must be a padded graph dataset (records ``node_features`` [N, F],
 ``edges`` [E, 2], ``num_nodes``, ``num_edges``, ``graph_id``), as the embedded
-graph datasets are and :func:`jaxcompress.graph.datasets.prepare_padded`
+graph datasets are and :func:`jaxcompress.data.graphs.datasets.prepare_padded`
 writes for any TFDS graph dataset. With ``augmentation=span`` (or its
 budget-matched uniform baseline ``span_uniform``) the task computes the SPAN
 flip probabilities of the train and eval splits when it is built (batched,
@@ -25,68 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcompress.config import Config, DataConfig, MeshConfig, OptimConfig, option, register_preset
+from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError, DataError
-from jaxcompress.graph import batching as gb
+from jaxcompress.data.graphs import batching as gb
 from jaxcompress.ssl import gcl, span
 from jaxcompress.ssl.graph_augment import TOPOLOGY
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
 _REQUIRED = (gb.NODE_FEATURES, gb.EDGES, gb.NUM_NODES, gb.NUM_EDGES, gb.GRAPH_ID)
-
-
-@dataclasses.dataclass
-class GCLConfig:
-    """Graph contrastive learning: framework, encoder, heads, augmentation and SPAN settings."""
-
-    framework: str = option("graphcl", help="what is contrasted", choices=gcl.FRAMEWORKS)
-    encoder: str = option("gin", help="message-passing layers", choices=("gin", "gcn"))
-    hidden: int = option(32, help="width of every encoder layer", min=1)
-    num_layers: int = option(3, help="encoder layers", min=1, max=16)
-    readout: str = option("sum", help="graph readout over real nodes", choices=("sum", "mean"))
-    activation: str = option("relu", help="encoder activation", choices=("relu", "prelu", "elu"))
-    concat_layers: bool = option(True, help="embeddings concatenate every layer (GraphCL) or keep the last")
-    proj_hidden: int = option(32, help="projection head hidden width", min=1)
-    proj_dim: int = option(32, help="projection head output width", min=1)
-    temperature: float = option(0.2, help="NT-Xent / InfoNCE temperature", min=0.0, min_exclusive=True)
-    symmetric: bool = option(False, help="graphcl: SimCLR two-way NT-Xent with intra-view negatives")
-    augmentation: str = option("span", help="topology augmentation of both views", choices=TOPOLOGY)
-    aug_ratio: float = option(0.2, help="strength of the random augmentations (edges, nodes)", min=0.0, max=1.0)
-    feature_mask: float = option(0.0, help="feature-column masking rate of view 1", min=0.0, max=0.95)
-    feature_mask_2: float = option(-1.0, help="feature-column masking rate of view 2 (-1: as view 1)",
-                                   min=-1.0, max=0.95)
-    span_ratio: float = option(0.2, help="SPAN flip budget per graph, ratio * |E|", min=0.0, max=10.0)
-    span_lr: float = option(0.5, help="SPAN projected-gradient step size", min=0.0, min_exclusive=True)
-    span_iterations: int = option(20, help="SPAN projected-gradient steps per view", min=0)
-    span_operator: str = option("gcn_adj", help="spectral operator", choices=span.OPERATORS)
-    span_objective: str = option("norm", help="||eig|| (norm) or distance to the original spectrum (l2)",
-                                 choices=span.OBJECTIVES)
-    span_spectrum: str = option("eigvalsh", help="eigvalsh, or the exact Frobenius shortcut for 'norm'",
-                                choices=span.SPECTRA)
-    span_normalize_grad: bool = option(True, help="scale each SPAN step by the largest |gradient|")
-    span_clip_max: float = option(1.0, help="upper bound of a flip probability", min=0.0, max=1.0,
-                                  min_exclusive=True)
-    span_seed: int = option(0, help="seed of the SPAN initialisation", min=0)
-
-    def validate(self, prefix: str) -> None:
-        if self.framework == "grace" and self.augmentation in ("node_drop", "subgraph"):
-            raise ConfigError(f"config key '{prefix}augmentation' = {self.augmentation!r} removes nodes, but "
-                              f"GRACE contrasts each node with itself; use an edge augmentation or span")
-        self.span_config()  # raises on inconsistent SPAN settings
-
-    def span_config(self) -> span.SpanConfig:
-        return span.SpanConfig(ratio=self.span_ratio, lr=self.span_lr, iterations=self.span_iterations,
-                               operator=self.span_operator, objective=self.span_objective,
-                               spectrum=self.span_spectrum, clip_max=self.span_clip_max,
-                               normalize_grad=self.span_normalize_grad, seed=self.span_seed)
-
-
-def extra_edge_slots(model: GCLConfig, max_edges: int) -> int:
-    """Edge slots reserved for added edges: twice the expected additions plus slack."""
-    ratio = model.span_ratio if model.augmentation in ("span", "span_uniform") else model.aug_ratio
-    if model.augmentation in ("none", "edge_drop", "node_drop", "subgraph"):
-        return 0
-    return int(math.ceil(2.0 * ratio * max_edges)) + 8
 
 
 @register_task("gcl")
@@ -102,31 +48,25 @@ class GraphContrastiveTask(Task):
       You et al., NeurIPS 2020; Zhu et al., 2020; Lin et al., ICLR 2023.
     """
 
-    def __init__(self, config: Config, data_info: dict[str, Any], *, progress: bool = True):
-        if not isinstance(config.model, GCLConfig):
+    def __init__(self, config: Any, data_info: dict[str, Any], *, progress: bool = True):
+        if not isinstance(config.model, gcl.GCLConfig):
             raise ConfigError(f"task 'gcl' needs a GCLConfig model config, got {type(config.model).__name__}")
         features = data_info.get("features") or {}
         missing = [key for key in _REQUIRED if key not in features]
         if missing:
             raise DataError(f"dataset {data_info.get('name')!r} is not a padded graph dataset (missing "
-                            f"{', '.join(missing)}); pad it with jaxcompress.graph.datasets.prepare_padded")
+                            f"{', '.join(missing)}); pad it with jaxcompress.data.graphs.datasets.prepare_padded")
         (self.max_nodes, self.num_features), _ = features[gb.NODE_FEATURES]
         (self.max_edges, _), _ = features[gb.EDGES]
-        m = config.model
-        self.settings = gcl.GCLSettings(
-            framework=m.framework, encoder=m.encoder, hidden=m.hidden, num_layers=m.num_layers, readout=m.readout,
-            activation=m.activation, concat_layers=m.concat_layers, proj_hidden=m.proj_hidden,
-            proj_dim=m.proj_dim, temperature=m.temperature, symmetric=m.symmetric, augmentation=m.augmentation,
-            aug_ratio=m.aug_ratio, feature_mask=m.feature_mask, feature_mask_2=m.feature_mask_2,
-            extra_edges=extra_edge_slots(m, self.max_edges))
+        self.settings = config.model.for_dataset(self.max_edges)
         self.model = gcl.GCLModel(self.settings)
         self.span_results: dict[str, Any] = {}
         if self.settings.uses_span:
-            self._load_span(config, m.span_config(), progress)
+            self._load_span(config, self.settings.span_config(), progress)
 
-    def _load_span(self, config: Config, span_config: span.SpanConfig, progress: bool) -> None:
+    def _load_span(self, config: Any, span_config: span.SpanConfig, progress: bool) -> None:
         from jaxcompress import data as data_lib
-        from jaxcompress.graph import span_cache
+        from jaxcompress.ssl import span_cache
         from jaxcompress.train.sharding import build_mesh
 
         mesh = build_mesh(config.mesh)
@@ -190,39 +130,3 @@ class GraphContrastiveTask(Task):
                    gb.NUM_EDGES: jnp.full((1,), self.max_edges, jnp.int32),
                    gb.GRAPH_ID: jnp.zeros((1,), jnp.int64)}
         return (lambda params, batch: gcl.embed(self.model, params, batch)["graphs"]), (example,)
-
-
-# ----------------------------------------------------------------------------
-# Presets
-
-
-def gcl_config(name: str, dataset: str, model: GCLConfig, steps: int, batch_size: int = 64,
-               learning_rate: float = 1e-3) -> Config:
-    """A GCL training config (no evaluation split by default: the probe evaluates)."""
-    return Config(name=name, task="gcl", model=model,
-                  data=DataConfig(name=dataset, eval_split="", batch_size=batch_size, eval_batch_size=batch_size),
-                  optim=OptimConfig(name="adam", learning_rate=learning_rate, schedule="constant",
-                                    grad_clip_norm=0.0),
-                  mesh=MeshConfig(), steps=steps, eval_every=0, checkpoint_every=0, log_every=10)
-
-
-@register_preset("span-graphcl-families")
-def _span_graphcl_families() -> Config:
-    """GraphCL (GIN, NT-Xent) with SPAN views on graph_families: about a minute on 2 CPU cores."""
-    return gcl_config("span-graphcl-families", "graph_families", GCLConfig(), steps=300)
-
-
-@register_preset("span-grace-sbm")
-def _span_grace_sbm() -> Config:
-    """GRACE (2-layer GCN, node InfoNCE) with SPAN views on sbm_nodes: about a minute on 2 CPU cores."""
-    model = GCLConfig(framework="grace", encoder="gcn", num_layers=2, hidden=64, activation="prelu",
-                      concat_layers=False, proj_hidden=64, proj_dim=64, temperature=0.5, feature_mask=0.3,
-                      feature_mask_2=0.4, span_ratio=0.3)
-    return gcl_config("span-grace-sbm", "sbm_nodes", model, steps=200, batch_size=8)
-
-
-@register_preset("span-graphcl-tiny")
-def _span_graphcl_tiny() -> Config:
-    """A few seconds: GraphCL with SPAN views on graph_cycles, tiny encoder (tests, smoke runs)."""
-    model = GCLConfig(hidden=16, num_layers=2, proj_hidden=16, proj_dim=16, span_iterations=4)
-    return gcl_config("span-graphcl-tiny", "graph_cycles", model, steps=6, batch_size=32)

@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcompress.config import Config, DataConfig, OptimConfig, register_preset
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn.speech import MaskedPredictionModel
 from jaxcompress.ops import pool_like
@@ -130,24 +129,3 @@ class OFASpeechTask(Task):
             return self.eval_model.apply({"params": params}, logmel, mask, self.cfg.eval_lambda)[1]
 
         return forward, (x, mask)
-
-
-def _preset(name: str, data: str, steps: int, batch_size: int, **model: Any) -> Config:
-    return Config(name=name, task="ofa_speech", model=ofa.OFASpeechConfig(**model),
-                  data=DataConfig(name=data, batch_size=batch_size, eval_batch_size=64),
-                  optim=OptimConfig(name="adamw", learning_rate=2e-3, schedule="cosine",
-                                    warmup_steps=max(steps // 10, 1), weight_decay=0.01),
-                  steps=steps, eval_every=max(steps // 2, 1), checkpoint_every=0, log_every=max(steps // 20, 1))
-
-
-@register_preset("ofa-speech-tiny")
-def _ofa_speech_tiny() -> Config:
-    """OFA CIF speech encoder (128-d, 2 layers) on speech_digits, lambda ~ U(0,1): minutes on CPU."""
-    return _preset("ofa-speech-tiny", "speech_digits", steps=600, batch_size=32)
-
-
-@register_preset("ofa-speech-smoke")
-def _ofa_speech_smoke() -> Config:
-    """The OFA speech encoder shrunk (32-d, 1 layer) on speech_digits_tiny: seconds, for smoke tests."""
-    return _preset("ofa-speech-smoke", "speech_digits_tiny", steps=8, batch_size=8, frontend_size=32,
-                   hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, codebook_size=16)

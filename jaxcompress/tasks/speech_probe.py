@@ -31,7 +31,8 @@ import numpy as np
 import optax
 
 from jaxcompress import data as data_lib
-from jaxcompress.config import Config, DataConfig, OptimConfig, option, register_preset
+from jaxcompress.configlib import option
+from jaxcompress.train.checkpoint import restore_params
 from jaxcompress.errors import CheckpointError, ConfigError, DataError
 from jaxcompress.nn.speech import SpeechEncoder, SpeechEncoderConfig
 from jaxcompress.speech.batching import check_features, model_inputs
@@ -65,12 +66,9 @@ def load_upstream(workdir: str, key: str = "model.upstream") -> tuple[SpeechEnco
     Raises:
         CheckpointError: no config or checkpoint, or not an ofa_speech run.
     """
-    import orbax.checkpoint as ocp
-
-    root = pathlib.Path(workdir).expanduser().absolute()
-    config_path, directory = root / "config.json", root / "checkpoints"
-    if not config_path.is_file() or not directory.is_dir():
-        raise CheckpointError(f"config key {key!r} = {workdir!r}: no config.json and checkpoints/ in {root} "
+    config_path = pathlib.Path(workdir).expanduser().absolute() / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"config key {key!r} = {workdir!r}: no config.json in {config_path.parent} "
                               f"(point it at the workdir of a finished ofa_speech run)")
     saved = json.loads(config_path.read_text())
     if saved.get("task") != "ofa_speech":
@@ -78,27 +76,7 @@ def load_upstream(workdir: str, key: str = "model.upstream") -> tuple[SpeechEnco
                               f"not 'ofa_speech'")
     names = {f.name for f in dataclasses.fields(SpeechEncoderConfig)}
     encoder_config = SpeechEncoderConfig(**{k: v for k, v in saved["model"].items() if k in names})
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False))
-    try:
-        step = manager.latest_step()
-        if step is None:
-            raise CheckpointError(f"config key {key!r} = {workdir!r}: {directory} holds no finished checkpoint")
-        metadata = manager.item_metadata(step)
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), metadata,
-                              is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-        state = manager.restore(step, args=ocp.args.StandardRestore(target))
-    except CheckpointError:
-        raise
-    except Exception as error:  # Orbax raises many types for damaged files.
-        raise CheckpointError(f"config key {key!r} = {workdir!r}: cannot restore {directory}: "
-                              f"{str(error).splitlines()[0]}") from error
-    finally:
-        manager.close()
-    params = state.get("params", {}) if isinstance(state, dict) else {}
-    if "encoder" not in params:
-        raise CheckpointError(f"config key {key!r} = {workdir!r}: the checkpoint has no 'encoder' parameters")
-    return encoder_config, jax.tree.map(np.asarray, params["encoder"])
+    return encoder_config, restore_params(workdir, "encoder", field=f"config key {key!r}")
 
 
 def graft(boxed: Any, values: Any, source: str) -> Any:
@@ -218,12 +196,3 @@ class SpeechProbeTask(Task):
         stats = self._forward(params, batch)
         stats["lambda"] = stats.pop("lambda_")
         return stats
-
-
-@register_preset("ofa-speech-probe")
-def _ofa_speech_probe() -> Config:
-    """Keyword probe on a frozen ofa_speech encoder (set model.upstream=WORKDIR; model.target picks the task)."""
-    return Config(name="ofa-speech-probe", task="speech_probe", model=SpeechProbeConfig(),
-                  data=DataConfig(name="speech_commands", batch_size=32, eval_batch_size=64),
-                  optim=OptimConfig(name="adam", learning_rate=3e-3, schedule="constant"),
-                  steps=300, eval_every=0, checkpoint_every=0, log_every=25)

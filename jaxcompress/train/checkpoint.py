@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
@@ -110,3 +111,53 @@ class CheckpointStore:
         multihost_utils.sync_global_devices("jaxcompress-checkpoint-quarantine")
         self._manager.close()
         self._manager = self._open()
+
+
+def restore_params(workdir: str | pathlib.Path, subtree: str | None = None, *, field: str = "workdir") -> Any:
+    """The parameters (host NumPy) of the newest checkpoint of a finished run, without building its model.
+
+    The checkpoint's own metadata gives the shapes and dtypes, so any task's
+    run reads back the same way (the model config is not needed).
+
+    Args:
+      workdir: a ``jaxcompress train`` work directory (holding ``checkpoints/``).
+      subtree: a top-level key of the params to return (e.g. ``"encoder"``,
+        ``"student"``); None returns them all.
+      field: what the user set to ``workdir``, named in errors (e.g.
+        ``"config key 'text.init_from'"``).
+
+    Returns:
+      A nested dict of NumPy arrays.
+
+    Raises:
+      CheckpointError: no checkpoint, an unreadable one, or no such subtree.
+    """
+    root = pathlib.Path(workdir).expanduser().absolute()
+    directory = root / "checkpoints"
+    where = f"{field} = {str(workdir)!r}"
+    if not directory.is_dir():
+        raise CheckpointError(f"{where}: no checkpoints in {directory} (point it at the workdir of a finished run, "
+                              f"e.g. one trained with `jaxcompress train CONFIG --workdir {workdir}`)")
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"{where}: {directory} holds no finished checkpoint")
+        metadata = manager.item_metadata(step)
+        host = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=host), metadata,
+                              is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+        state = manager.restore(step, args=ocp.args.StandardRestore(target))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # orbax raises many types for damaged files
+        raise CheckpointError(f"{where}: cannot restore {directory}: {_one_line(exc)}") from None
+    finally:
+        manager.close()
+    params = state.get("params", {}) if isinstance(state, dict) else {}
+    if subtree is not None:
+        if subtree not in params:
+            raise CheckpointError(f"{where}: the checkpoint has no '{subtree}' parameters (top-level keys: "
+                                  f"{', '.join(sorted(params)) or 'none'})")
+        params = params[subtree]
+    return jax.tree.map(np.asarray, params)

@@ -13,7 +13,7 @@ Stages (each a small function below):
 
 Example::
 
-    from jaxcompress.config import get_preset
+    from jaxcompress.configs import get_preset
     from jaxcompress.train import train
     summary = train(get_preset("digits-mlp-tiny"), "/tmp/run")
 """
@@ -39,15 +39,19 @@ from jax.sharding import Mesh, NamedSharding
 
 import jaxcompress
 from jaxcompress import data as data_lib
-from jaxcompress.config import Config, to_dict, validate
+from jaxcompress.compress.masks import sparsity_summary
+from jaxcompress.compress.pruning import find_prune_state
+from jaxcompress.configlib import to_dict, validate
+from jaxcompress.train.config import Config
 from jaxcompress.errors import ConfigError, WorkdirError
 from jaxcompress.train.checkpoint import CheckpointStore
 from jaxcompress.train.fingerprint import count_params, params_sha256
 from jaxcompress.train.metrics import MetricsWriter, Progress
-from jaxcompress.train.optim import learning_rate_schedule, make_optimizer
+from jaxcompress.train.build import build_optimizer, make_task
+from jaxcompress.train.optim import learning_rate_schedule
 from jaxcompress.train.sharding import batch_sharding, build_mesh, logical_shardings, replicated
 from jaxcompress.train.state import TrainState, step_rng, zero_step
-from jaxcompress.train.task import Task, make_task
+from jaxcompress.train.task import Task
 
 
 class TrainingInterrupted(Exception):
@@ -259,11 +263,7 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
     eval_source = (data_lib.load_split(config.data.name, config.data.eval_split, data_dir)
                    if config.data.eval_split else None)
     task = make_task(config, data_lib.dataset_info(config.data.name, data_dir))
-    tx = task.wrap_optimizer(make_optimizer(config.optim, config.steps))
-    if config.prune.method != "none":
-        from jaxcompress.compress.pruning import pruner_from_config, wrap
-
-        tx = wrap(tx, pruner_from_config(config.prune, config.steps))
+    tx = build_optimizer(config, task)
     schedule = learning_rate_schedule(config.optim, config.steps)
     example = task.prepare_batch(train_source.read(np.arange(1)))
     steps = Steps(task, tx, schedule, example, mesh, config.logical_rules, config.seed)
@@ -336,9 +336,6 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
     digest = params_sha256(state.params)
     sparsity = None
     if config.prune.method != "none":
-        from jaxcompress.compress.masks import sparsity_summary
-        from jaxcompress.compress.pruning import find_prune_state
-
         sparsity = sparsity_summary(state.params, find_prune_state(state.opt_state).masks)["global"]
     store.wait()
     store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optax
 
-from jaxcompress.config import OptimConfig
+from jaxcompress.train.config import OptimConfig
 
 
 def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from jaxcompress.config import MeshConfig
+from jaxcompress.train.config import MeshConfig
 from jaxcompress.errors import MeshError
 
 MESH_AXES: tuple[str, str, str] = ("data", "fsdp", "tensor")

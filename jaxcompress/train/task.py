@@ -13,7 +13,6 @@ import jax
 import numpy as np
 import optax
 
-from jaxcompress.errors import ConfigError
 
 Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -65,14 +64,5 @@ def register_task(name: str) -> Callable[[Callable[..., Task]], Callable[..., Ta
 
 
 def registered_tasks() -> list[str]:
-    """Names of all tasks, after importing the modules that register the built-in ones."""
-    import jaxcompress.tasks  # noqa: F401
-
+    """Names of the registered tasks (the built-in ones register when ``jaxcompress.tasks`` is imported)."""
     return sorted(TASKS)
-
-
-def make_task(config: Any, data_info: dict[str, Any]) -> Task:
-    """Builds the task named by ``config.task`` for a dataset described by ``data_info``."""
-    if config.task not in registered_tasks():
-        raise ConfigError(f"unknown task {config.task!r}; allowed tasks: {', '.join(registered_tasks())}")
-    return TASKS[config.task](config, data_info)

@@ -6,7 +6,8 @@ import functools
 import pathlib
 import tempfile
 
-from jaxcompress.config import apply_overrides, get_preset
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
 from jaxcompress.train import train
 
 

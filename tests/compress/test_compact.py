@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxcompress.train.checkpoint import restore_params
 from jaxcompress import data as data_lib
 from jaxcompress.compress import compact as C
 from jaxcompress.compress import distill as D
@@ -13,7 +14,8 @@ from jaxcompress.compress import sharing as S
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.factored import factored_layers
 from jaxcompress.compress.methods import get_method
-from jaxcompress.config import CNNConfig, Config, DataConfig, OptimConfig
+from jaxcompress.nn.cnn import CNNConfig
+from jaxcompress.train.config import Config, DataConfig, OptimConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import CNNClassifier
 from jaxcompress.train import train
@@ -97,7 +99,7 @@ def test_compressed_student_is_distilled_from_the_original(tmp_path):
     """Separable conv_1 + SVD hidden layer + 3-bit k-means logits, then a short distillation
     through the real loop (the way compressed models are fine-tuned)."""
     teacher_dir, _ = trained_cnn_teacher()
-    teacher_params = D.load_trained_params(teacher_dir)
+    teacher_params = restore_params(teacher_dir)
     artifact = C.separable_params(Compressed.from_params(teacher_params), include="conv_1")
     artifact = L.lowrank_params(artifact, rank=8, include="hidden")
     artifact = S.kmeans_params(artifact, bits=3, include="logits")
@@ -116,7 +118,7 @@ def test_compressed_student_is_distilled_from_the_original(tmp_path):
     summary = train(config, tmp_path / "run", quiet=True)
     assert {"accuracy", "agreement", "loss"} <= set(summary["eval_metrics"])
     assert {"kd", "ce", "hidden", "attention"} <= set(read_metrics(tmp_path / "run")[0])
-    trained = D.load_trained_params(tmp_path / "run")
+    trained = restore_params(tmp_path / "run")
     for a, b in zip(jax.tree.leaves(trained["teacher"]), jax.tree.leaves(teacher_params)):
         np.testing.assert_array_equal(a, b)  # the teacher is frozen
     student = trained["student"]

@@ -7,9 +7,12 @@ import numpy as np
 import optax
 import pytest
 
+from jaxcompress.train.checkpoint import restore_params
 from jaxcompress import data as data_lib
 from jaxcompress.compress import distill as D
-from jaxcompress.config import CNNConfig, Config, DataConfig, OptimConfig, validate
+from jaxcompress.configlib import validate
+from jaxcompress.nn.cnn import CNNConfig
+from jaxcompress.train.config import Config, DataConfig, OptimConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import MLPClassifier
 from jaxcompress.tasks.distillation import DistillationTask
@@ -93,7 +96,7 @@ def test_distill_step_freezes_the_teacher_and_projects_a_narrower_student():
     params = nn.unbox(jax.jit(task.init)(jax.random.key(0), batch))
     # FitNets projection from the student's 16 hidden units to the teacher's 64.
     assert params["projections"]["pair_0"]["kernel"].shape == (16, 64)
-    teacher = D.load_trained_params(teacher_dir)
+    teacher = restore_params(teacher_dir)
     for a, b in zip(jax.tree.leaves(params["teacher"]), jax.tree.leaves(teacher)):
         np.testing.assert_array_equal(a, b)
     tx = task.wrap_optimizer(optax.adam(1e-2))

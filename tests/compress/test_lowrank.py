@@ -108,7 +108,7 @@ def test_bad_lowrank_options_name_the_field(options, field):
 def test_factored_models_evaluate_through_the_compress_pipeline(method, options, tmp_path):
     """The pipeline evaluates params whose tree differs from the model's (factors, not kernels)."""
     from jaxcompress import data as data_lib
-    from jaxcompress.compress.pipeline import compress_workdir, load_trained
+    from jaxcompress.workflows.compress_workdir import compress_workdir, load_trained
     from tests.compress.teacher_cache import trained_cnn_teacher
 
     teacher_dir, _ = trained_cnn_teacher()

@@ -159,7 +159,8 @@ def test_movement_scores_accumulate_minus_grad_times_weight():
 
 
 def test_pruning_inside_the_loop_on_a_sharded_mesh(tmp_path):
-    from jaxcompress.config import apply_overrides, get_preset
+    from jaxcompress.configlib import apply_overrides
+    from jaxcompress.configs import get_preset
     from jaxcompress.train import train
 
     config = apply_overrides(get_preset("digits-mlp-tiny"), [
@@ -175,11 +176,12 @@ def test_masks_in_optimizer_state_shard_like_their_weights():
     from jax.sharding import PartitionSpec as P
 
     from jaxcompress import data as data_lib
-    from jaxcompress.config import apply_overrides, get_preset
+    from jaxcompress.configlib import apply_overrides
+    from jaxcompress.configs import get_preset
     from jaxcompress.train.loop import Steps
     from jaxcompress.train.optim import learning_rate_schedule, make_optimizer
     from jaxcompress.train.sharding import build_mesh
-    from jaxcompress.train.task import make_task
+    from jaxcompress.train.build import make_task
     from jaxcompress.compress.pruning import pruner_from_config
 
     config = apply_overrides(get_preset("digits-mlp-tiny"), ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2",

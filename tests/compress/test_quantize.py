@@ -13,7 +13,8 @@ from jaxcompress.compress import qwix_quant as QW
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.methods import get_method
 from jaxcompress.compress.packing import pack_bits, unpack_bits
-from jaxcompress.config import apply_overrides, get_preset, validate
+from jaxcompress.configlib import apply_overrides, validate
+from jaxcompress.configs import get_preset
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import CNNClassifier, MLPClassifier
 from jaxcompress.train import train

@@ -9,7 +9,8 @@ from jaxcompress.compress import Compressed
 from jaxcompress.compress.methods import get_method
 from jaxcompress.compress.structured import (apply_model_changes, choose_units, importance, mask_units, shrink,
                                              unit_groups)
-from jaxcompress.config import MLPConfig, get_preset
+from jaxcompress.configs import get_preset
+from jaxcompress.nn.mlp import MLPConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import MLPClassifier
 
@@ -76,7 +77,7 @@ def test_round_to_and_bad_input():
 
 
 def test_cnn_channel_surgery_equals_masking():
-    from jaxcompress.config import CNNConfig
+    from jaxcompress.nn.cnn import CNNConfig
     from jaxcompress.nn.cnn import CNNClassifier
 
     config = CNNConfig(channels=(8, 12), hidden_size=16)

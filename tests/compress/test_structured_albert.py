@@ -11,8 +11,9 @@ from jaxcompress import data
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.methods import get_method
 from jaxcompress.compress.structured import apply_model_changes, mask_units, unit_groups
-from jaxcompress.config import apply_overrides, get_preset
-from jaxcompress.train.task import make_task
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
+from jaxcompress.train.build import make_task
 
 
 @pytest.mark.parametrize("sharing", ["all", "none"])

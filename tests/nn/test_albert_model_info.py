@@ -8,9 +8,9 @@ import json
 import pytest
 
 from jaxcompress.cli import main
-from jaxcompress.config import get_preset
+from jaxcompress.configs import get_preset
 from jaxcompress.model_info import model_info
-from jaxcompress.nn import albert_presets  # noqa: F401  (registers the presets)
+from jaxcompress.configs import albert as albert_presets  # noqa: F401  (registers the presets)
 from jaxcompress.train.task import registered_tasks
 
 

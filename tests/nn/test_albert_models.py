@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jaxcompress import config as config_lib
-from jaxcompress.config import DEFAULT_LOGICAL_RULES, MeshConfig
+from jaxcompress import configlib, configs
+from jaxcompress.train.config import DEFAULT_LOGICAL_RULES, MeshConfig
 from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.nn.albert import (AlbertConfig, AlbertEncoder, AlbertForPreTraining,
                                    AlbertForSequenceClassification, AlbertForTokenClassification, validate_inputs)
-from jaxcompress.nn.albert_presets import PAPER_SIZES, paper_model
+from jaxcompress.configs.albert import PAPER_SIZES, paper_model
 from jaxcompress.nn.transformer import StackSpec, TransformerBlock
 from jaxcompress.train.sharding import build_mesh, logical_shardings
 
@@ -220,14 +220,14 @@ def test_too_long_sequence_fails_at_trace_time():
 def test_config_validation_names_the_key(changes, message):
     cfg = tiny(**changes)
     with pytest.raises(ConfigError, match=message):
-        config_lib.validate(cfg, prefix="model.")
+        configlib.validate(cfg, prefix="model.")
 
 
 def test_presets_are_registered_and_overridable():
-    cfg = config_lib.apply_overrides(config_lib.get_preset("albert-tiny"),
+    cfg = configlib.apply_overrides(configs.get_preset("albert-tiny"),
                                      ["model.sharing=attention", "model.remat=dots"])
     assert isinstance(cfg.model, AlbertConfig) and cfg.model.sharing == "attention"
-    config_lib.validate(cfg.model, prefix="model.")
-    assert config_lib.get_preset("bert-tiny").model.embedding_size == config_lib.get_preset("bert-tiny").model.hidden_size
+    configlib.validate(cfg.model, prefix="model.")
+    assert configs.get_preset("bert-tiny").model.embedding_size == configs.get_preset("bert-tiny").model.hidden_size
     for name in PAPER_SIZES:
-        assert config_lib.get_preset(name).model.vocab_size == 30000
+        assert configs.get_preset(name).model.vocab_size == 30000

@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcompress.config import CNNConfig, apply_overrides, get_preset, validate
+from jaxcompress.configlib import apply_overrides, validate
+from jaxcompress.configs import get_preset
+from jaxcompress.nn.cnn import CNNConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import CNNClassifier
 from jaxcompress.nn.classifiers import build_classifier

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jaxcompress.config import load_config
+from jaxcompress.configs import load_config
 from jaxcompress.errors import ConfigError, WorkdirError
 from jaxcompress.runners import large_then_compress as ltc
 

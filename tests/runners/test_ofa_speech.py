@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxcompress.config import apply_overrides, validate
+from jaxcompress.configlib import apply_overrides, validate
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn.speech import SpeechEncoderConfig
 from jaxcompress.runners import ofa_speech

@@ -7,9 +7,9 @@ import pytest
 
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.methods import get_method
-from jaxcompress.compress.pipeline import parse_method_options
+from jaxcompress.workflows.compress_workdir import parse_method_options
 from jaxcompress.compress.structured import apply_model_changes
-from jaxcompress.config import get_preset
+from jaxcompress.configs import get_preset
 from jaxcompress.nn import CNNClassifier
 from jaxcompress.runners import survey
 
@@ -41,8 +41,8 @@ def test_every_recipe_runs_and_compresses(cnn, family, label, methods, settings)
 @pytest.fixture(scope="module")
 def albert():
     from jaxcompress import data
-    from jaxcompress.config import apply_overrides
-    from jaxcompress.train.task import make_task
+    from jaxcompress.configlib import apply_overrides
+    from jaxcompress.train.build import make_task
 
     config = apply_overrides(get_preset(survey.TEXT_PRESET), ["model.num_layers=1", "text.max_seq_length=16"])
     task = make_task(config, data.dataset_info(config.data.name))

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import jaxcompress.nn.albert_presets  # noqa: F401  (registers albert-tiny)
-import jaxcompress.tasks.text_presets  # noqa: F401  (registers albert-tiny-topic / -pair)
+import jaxcompress.configs.albert  # noqa: F401  (registers albert-tiny)
+import jaxcompress.configs.text  # noqa: F401  (registers albert-tiny-topic / -pair)
 from jaxcompress import data
-from jaxcompress.config import apply_overrides, get_preset
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
 from jaxcompress.data.text.tokenizer import corpus_tokenizer
 from jaxcompress.errors import CheckpointError, ConfigError, DataError
 from jaxcompress.train import train
-from jaxcompress.train.task import make_task
+from jaxcompress.train.build import make_task
 from tests.helpers import read_metrics, read_summary, run_cli
 
 SMALL = ["model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64", "model.num_layers=2",

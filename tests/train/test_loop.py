@@ -8,14 +8,16 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxcompress import data as data_lib
-from jaxcompress.config import MeshConfig, apply_overrides, get_preset
+from jaxcompress.configlib import apply_overrides
+from jaxcompress.configs import get_preset
+from jaxcompress.train.config import MeshConfig
 from jaxcompress.errors import CheckpointError, ConfigError, MeshError, WorkdirError
 from jaxcompress.train import train
 from jaxcompress.train.checkpoint import CheckpointStore
 from jaxcompress.train.loop import Steps
 from jaxcompress.train.optim import learning_rate_schedule, make_optimizer
 from jaxcompress.train.sharding import build_mesh
-from jaxcompress.train.task import make_task
+from jaxcompress.train.build import make_task
 
 
 def tiny(*overrides: str):

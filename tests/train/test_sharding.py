@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import pytest
 from jax.sharding import AxisType, PartitionSpec as P
 
-from jaxcompress.config import DEFAULT_LOGICAL_RULES, MeshConfig
+from jaxcompress.train.config import DEFAULT_LOGICAL_RULES, MeshConfig
 from jaxcompress.errors import MeshError
 from jaxcompress.nn import MLPClassifier
 from jaxcompress.train.sharding import build_mesh, fit_spec, logical_shardings, mesh_shape

@@ -17,7 +17,7 @@ validation, 1/6 test, ordered within a class by the BLAKE2b digest of
 ``"<dataset>/<index>"`` (no RNG, stable across numpy versions).
 
 References:
-  See :mod:`jaxcompress.graph.generators` for the generative models and the
+  See :mod:`jaxcompress.data.graphs.generators` for the generative models and the
   real graphs' sources.
 """
 
@@ -29,8 +29,8 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxcompress.graph import generators
-from jaxcompress.graph.batching import Graph, GraphBudget, pad_graph
+from jaxcompress.data.graphs import generators
+from jaxcompress.data.graphs.batching import Graph, GraphBudget, pad_graph
 
 
 def stratified_splits(dataset: str, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -46,7 +46,7 @@ def stratified_splits(dataset: str, labels: np.ndarray) -> dict[str, np.ndarray]
     return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
 
 
-class _GraphBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class GraphBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared record format; subclasses say how graphs are made and split."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -99,7 +99,7 @@ class _GraphBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             yield first_id + i, record
 
 
-class _GraphClassification(_GraphBuilder, skip_registration=True):
+class _GraphClassification(GraphBuilder, skip_registration=True):
     def graphs(self) -> list[Graph]:
         raise NotImplementedError
 
@@ -150,7 +150,7 @@ class JaxcompressGraphCycles(_GraphClassification, skip_registration=True):
         return generators.cycles(300, seed=0)
 
 
-class JaxcompressSbmNodes(_GraphBuilder, skip_registration=True):
+class JaxcompressSbmNodes(GraphBuilder, skip_registration=True):
     """Node classification on SBM graphs: 4 planted blocks, weak Gaussian features, 64 graphs (networkx)."""
 
     SHORT_NAME = "sbm_nodes"
@@ -166,7 +166,7 @@ class JaxcompressSbmNodes(_GraphBuilder, skip_registration=True):
         return {"train": graphs[:48], "validation": graphs[48:56], "test": graphs[56:]}
 
 
-class JaxcompressNxRealGraphs(_GraphBuilder, skip_registration=True):
+class JaxcompressNxRealGraphs(GraphBuilder, skip_registration=True):
     """The small real graphs networkx ships, one split each, with node labels (karate, Davis, ...)."""
 
     SHORT_NAME = "nx_real_graphs"

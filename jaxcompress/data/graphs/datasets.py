@@ -7,7 +7,7 @@ datasets such as ``ogbg_molpcba`` (``node_feat`` [n, F], ``edge_index``
 [e, 2], ``num_nodes``). Records are read through
 :func:`jaxcompress.data.load_split` (array_record, no TensorFlow, nothing
 downloaded) and every graph goes through
-:func:`jaxcompress.graph.batching.canonical_graph`, so bad graphs fail with the
+:func:`jaxcompress.data.graphs.batching.canonical_graph`, so bad graphs fail with the
 graph's index and split in the message.
 
 The training loop needs static shapes, so a ragged dataset is first written
@@ -34,7 +34,7 @@ import numpy as np
 from jaxcompress import data as data_lib
 from jaxcompress.data._paths import resolve_data_dir
 from jaxcompress.errors import DataError
-from jaxcompress.graph import batching as gb
+from jaxcompress.data.graphs import batching as gb
 
 #: Feature names tried, in order, for each part of a graph record.
 NODE_FEATURE_KEYS = ("node_features", "node_feat", "x")
@@ -145,7 +145,7 @@ def prepare_padded(name: str, budget: gb.GraphBudget | None = None, splits: tupl
       DataError: a malformed graph, or (unless ``drop_oversized``) a graph
         larger than the budget.
     """
-    from jaxcompress.data.builders.graphs import _GraphBuilder
+    from jaxcompress.data.builders.graphs import GraphBuilder
 
     info = data_lib.dataset_info(name, data_dir)
     splits = tuple(splits or info["splits"].keys())
@@ -170,7 +170,7 @@ def prepare_padded(name: str, budget: gb.GraphBudget | None = None, splits: tupl
                   "NUM_CLASSES": (max(labels) + 1) if graph_level else 0, "SHORT_NAME": derived,
                   "DESCRIPTION": f"Dataset {name!r} padded for jaxcompress.",
                   "make_splits": lambda self: per_split}
-    cls = types.new_class("PaddedGraphs", (_GraphBuilder,), {"skip_registration": True},
+    cls = types.new_class("PaddedGraphs", (GraphBuilder,), {"skip_registration": True},
                           lambda ns: ns.update(attributes))
     root = resolve_data_dir(data_dir)
     builder = cls(data_dir=os.fspath(root), file_format="array_record")

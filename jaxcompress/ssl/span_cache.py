@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxcompress.data._paths import resolve_data_dir
 from jaxcompress.errors import DataError
-from jaxcompress.graph import batching as gb
+from jaxcompress.data.graphs import batching as gb
 from jaxcompress.ssl import span
 
 CACHE_FOLDER = "jaxcompress_span_cache"

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from jaxcompress.errors import DataError
-from jaxcompress.graph import batching as gb
+from jaxcompress.data.graphs import batching as gb
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jaxcompress.errors import DataError
-from jaxcompress.graph import batching as gb
-from jaxcompress.graph import span_cache
+from jaxcompress.data.graphs import batching as gb
+from jaxcompress.ssl import span_cache
 from jaxcompress.ssl import gcl, span
 
 
@@ -61,7 +61,7 @@ def test_awkward_graphs_give_finite_embeddings_losses_gradients_and_span():
     batch = jax.tree.map(jnp.asarray, dict(padded, span_p1=result.p_max, span_p2=result.p_min))
     for framework, augmentation in (("graphcl", "span"), ("grace", "edge_add")):
         if True:
-            settings = gcl.GCLSettings(framework=framework, augmentation=augmentation, hidden=8, proj_hidden=8,
+            settings = gcl.GCLConfig(framework=framework, augmentation=augmentation, hidden=8, proj_hidden=8,
                                        proj_dim=8, num_layers=2, extra_edges=8,
                                        encoder="gcn" if framework == "grace" else "gin")
             model = gcl.GCLModel(settings)

@@ -8,10 +8,10 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from jaxcompress.graph import batching as gb
-from jaxcompress.graph import span_cache
+from jaxcompress.data.graphs import batching as gb
+from jaxcompress.ssl import span_cache
 from jaxcompress.ssl import span
-from tests.graph import span_numpy_reference as ref
+from tests.ssl import span_numpy_reference as ref
 
 
 def _random_adjacency(n: int, p: float, seed: int, isolated: int = 0) -> np.ndarray:
@@ -164,7 +164,7 @@ def test_precompute_is_independent_of_chunking_bucketing_and_sharding(tmp_path):
     other = span_cache.compute(padded, config, chunk=2, bucket=16, progress=False)
     np.testing.assert_allclose(base.p_max, other.p_max, atol=1e-5)
     np.testing.assert_allclose(base.p_min, other.p_min, atol=1e-5)
-    from jaxcompress.config import MeshConfig
+    from jaxcompress.train.config import MeshConfig
     from jaxcompress.train.sharding import build_mesh
 
     mesh = build_mesh(MeshConfig())

@@ -41,8 +41,9 @@ References:
 
 from __future__ import annotations
 
-from jaxcompress.config import Config, DataConfig, OptimConfig, register_preset
+from jaxcompress.configs._registry import register_preset
 from jaxcompress.nn.albert import AlbertConfig
+from jaxcompress.train.config import Config, DataConfig, OptimConfig
 
 #: The pretraining task (masked LM + sentence-order prediction) and its corpus.
 PRETRAIN_TASK = "mlm_sop"

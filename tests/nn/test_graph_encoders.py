@@ -10,8 +10,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from jaxcompress.graph import batching as gb
-from jaxcompress.graph.generators import degree_features
+from jaxcompress.data.graphs import batching as gb
+from jaxcompress.data.graphs.generators import degree_features
 from jaxcompress.nn.graph import GCNLayer, GINLayer, GraphEncoder
 
 

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcompress.graph import batching as gb
+from jaxcompress.data.graphs import batching as gb
 from jaxcompress.ssl import span
 
 ATTACKS = ("random", "degree", "spectrum")

@@ -17,8 +17,9 @@ References:
 
 from __future__ import annotations
 
-from jaxcompress.config import Config, DataConfig, OptimConfig, register_preset
-from jaxcompress.nn.albert_presets import tiny_model
+from jaxcompress.configs._registry import register_preset
+from jaxcompress.configs.albert import tiny_model
+from jaxcompress.train.config import Config, DataConfig, OptimConfig
 
 #: preset suffix -> (task, dataset)
 DOWNSTREAM: dict[str, tuple[str, str]] = {

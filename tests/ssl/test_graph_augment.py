@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
-from jaxcompress.graph import batching as gb
+from jaxcompress.data.graphs import batching as gb
 from jaxcompress.ssl import graph_augment as ga
 
 

@@ -11,8 +11,8 @@ import tensorflow_datasets as tfds
 
 from jaxcompress import data as data_lib
 from jaxcompress.errors import DataError
-from jaxcompress.graph import batching as gb
-from jaxcompress.graph import datasets, generators
+from jaxcompress.data.graphs import batching as gb
+from jaxcompress.data.graphs import datasets, generators
 
 
 def test_embedded_graph_datasets_are_canonical_padded_and_stratified():
@@ -104,7 +104,9 @@ def test_real_tfds_graph_dataset_by_name_pads_and_trains_with_span(tmp_path):
     info = data_lib.dataset_info(name, tmp_path)
     assert info["splits"] == {"train": 16, "validation": 8} and info["num_classes"] == 2
 
-    from jaxcompress.tasks.gcl import GCLConfig, GraphContrastiveTask, gcl_config
+    from jaxcompress.configs.gcl import gcl_config
+    from jaxcompress.ssl.gcl import GCLConfig
+    from jaxcompress.tasks.gcl import GraphContrastiveTask
     from jaxcompress.train import train
 
     model = GCLConfig(hidden=8, num_layers=2, proj_hidden=8, proj_dim=8, span_iterations=2)

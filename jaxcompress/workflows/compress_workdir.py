@@ -10,10 +10,8 @@ config's evaluation split, timed, reported and saved in compact form.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import pathlib
-import typing
 from typing import Any
 
 import jax
@@ -27,42 +25,14 @@ from jaxcompress.compress.factored import factored_layers
 from jaxcompress.compress.methods import get_method
 from jaxcompress.compress.report import compression_report, markdown_table, measure_latency, plot_accuracy_vs_size
 from jaxcompress.compress.structured import apply_model_changes
-from jaxcompress.config import Config, get_preset, PRESETS, to_dict, validate
+from jaxcompress.configlib import to_dict
 from jaxcompress.errors import CheckpointError, ConfigError
-from jaxcompress.train.checkpoint import CheckpointStore
+from jaxcompress.train.build import make_task
+from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.train.config import Config, config_from_dict
 from jaxcompress.train.loop import Steps, evaluate
-from jaxcompress.train.optim import make_optimizer
 from jaxcompress.train.sharding import build_mesh
-from jaxcompress.train.task import Task, make_task
-
-
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """Rebuilds a :class:`Config` from ``config.json`` (the preset supplies the model type)."""
-    config = get_preset(values["name"]) if values.get("name") in PRESETS else Config()
-    if "model_class" in values:  # the model config's own type, whatever the preset
-        module, _, qualname = values["model_class"].partition(":")
-        config.model = getattr(importlib.import_module(module), qualname)()
-
-    def assign(node: Any, tree: dict[str, Any], prefix: str) -> None:
-        hints = typing.get_type_hints(type(node))
-        for field in dataclasses.fields(node):
-            if field.name not in tree:
-                continue
-            value, current = tree[field.name], getattr(node, field.name)
-            if dataclasses.is_dataclass(current) and isinstance(value, dict):
-                assign(current, value, prefix + field.name + ".")
-            elif typing.get_origin(hints[field.name]) is tuple:
-                setattr(node, field.name, _as_tuple(value))
-            else:
-                setattr(node, field.name, value)
-
-    assign(config, values, "")
-    validate(config)
-    return config
-
-
-def _as_tuple(value: Any) -> Any:
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
+from jaxcompress.train.task import Task
 
 
 @dataclasses.dataclass
@@ -75,13 +45,9 @@ class TrainedModel:
     steps: Steps
 
 
-def _steps_for(config: Config, task: Task, example: dict[str, np.ndarray], with_optimizer: bool) -> Steps:
-    tx = make_optimizer(config.optim, config.steps) if with_optimizer else optax.identity()
-    if with_optimizer and config.prune.method != "none":
-        from jaxcompress.compress.pruning import pruner_from_config, wrap
-
-        tx = wrap(tx, pruner_from_config(config.prune, config.steps))
-    return Steps(task, task.wrap_optimizer(tx), lambda step: 0.0, example, build_mesh(config.mesh),
+def _eval_steps(config: Config, task: Task, example: dict[str, np.ndarray]) -> Steps:
+    """Jitted evaluation on the config's mesh (no optimiser: nothing is trained here)."""
+    return Steps(task, optax.identity(), lambda step: 0.0, example, build_mesh(config.mesh),
                  config.logical_rules, config.seed)
 
 
@@ -97,13 +63,7 @@ def load_trained(workdir: str | pathlib.Path) -> TrainedModel:
     task = make_task(config, info)
     source = data_lib.load_split(config.data.name, config.data.train_split, config.data.data_dir or None)
     example = task.prepare_batch(source.read(np.arange(1)))
-    steps = _steps_for(config, task, example, with_optimizer=True)
-    restored = CheckpointStore(workdir / "checkpoints", keep=config.keep_checkpoints).restore_latest(
-        steps.abstract_state)
-    if restored is None:
-        raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}; train first")
-    _, state = restored
-    return TrainedModel(config, task, jax.device_get(state.params), steps)
+    return TrainedModel(config, task, restore_params(workdir, field="--workdir"), _eval_steps(config, task, example))
 
 
 def parse_method_options(methods: list[str], settings: list[str]) -> dict[str, dict[str, Any]]:
@@ -160,7 +120,7 @@ def _evaluator(config: Config) -> _Evaluator:
         fn, inputs = task.forward_for_flops()
         if len(_EVALUATORS) >= _MAX_EVALUATORS:
             _EVALUATORS.pop(next(iter(_EVALUATORS)))
-        _EVALUATORS[key] = _Evaluator(task, _steps_for(config, task, example, with_optimizer=False), eval_source,
+        _EVALUATORS[key] = _Evaluator(task, _eval_steps(config, task, example), eval_source,
                                       jax.jit(fn), inputs)
     return _EVALUATORS[key]
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxcompress.graph.batching import Graph, canonical_graph, from_networkx
+from jaxcompress.data.graphs.batching import Graph, canonical_graph, from_networkx
 
 #: Width of the one-hot degree features (degrees >= DEGREE_BINS - 1 share the last bin).
 DEGREE_BINS = 8
@@ -102,7 +102,7 @@ def _sbm(n: int, blocks: int, mean_degree: float, contrast: float, seed: int, re
 def communities(per_class: int, seed: int = 0, difficulty: float = 0.5, min_nodes: int = 24,
                 max_nodes: int = 48, mean_degree: float = 5.0) -> list[Graph]:
     """SBMs with 2 (label 0) vs 3 (label 1) blocks at the same size distribution and density."""
-    from jaxcompress.graph.batching import from_networkx as _from
+    from jaxcompress.data.graphs.batching import from_networkx as _from
 
     rng = np.random.default_rng([seed, 2])
     sizes = _sizes(rng, per_class * 2, min_nodes, max_nodes)

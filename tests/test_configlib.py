@@ -2,7 +2,8 @@
 
 import pytest
 
-from jaxcompress import config as C
+from jaxcompress import configlib as C
+from jaxcompress import configs
 from jaxcompress.errors import ConfigError
 
 
@@ -11,22 +12,21 @@ NEEDS_A_PATH = {"ofa-speech-probe": "model.upstream"}
 
 
 def test_presets_are_valid_and_fresh_copies():
-    C.load_preset_modules()
-    for name in sorted(C.PRESETS):
-        cfg = C.get_preset(name)
+    for name in sorted(configs.PRESETS):
+        cfg = configs.get_preset(name)
         assert cfg.name == name
         if name in NEEDS_A_PATH:
             with pytest.raises(ConfigError, match=NEEDS_A_PATH[name]):
                 C.validate(cfg)
             continue
         C.validate(cfg)
-    a = C.get_preset("digits-mlp")
+    a = configs.get_preset("digits-mlp")
     a.optim.learning_rate = 9.0
-    assert C.get_preset("digits-mlp").optim.learning_rate != 9.0
+    assert configs.get_preset("digits-mlp").optim.learning_rate != 9.0
 
 
 def test_overrides_parse_declared_types():
-    cfg = C.apply_overrides(C.get_preset("digits-mlp"), [
+    cfg = C.apply_overrides(configs.get_preset("digits-mlp"), [
         "steps=12", "optim.learning_rate=3e-4", "model.hidden_sizes=64,32", "mesh.data=2",
         "optim.name=sgd", "data.eval_split=test", "model.dropout=0"])
     assert cfg.steps == 12 and isinstance(cfg.steps, int)
@@ -38,7 +38,7 @@ def test_overrides_parse_declared_types():
 
 
 def test_overrides_do_not_mutate_the_input():
-    base = C.get_preset("digits-mlp")
+    base = configs.get_preset("digits-mlp")
     before = base.optim.learning_rate
     C.apply_overrides(base, ["optim.learning_rate=0.5"])
     assert base.optim.learning_rate == before != 0.5
@@ -58,7 +58,7 @@ def test_overrides_do_not_mutate_the_input():
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=None) as info:
-        C.apply_overrides(C.get_preset("digits-mlp"), [override])
+        C.apply_overrides(configs.get_preset("digits-mlp"), [override])
     assert message in str(info.value)
 
 
@@ -74,7 +74,7 @@ def test_bad_overrides_name_the_key(override, message):
     ("task=clasify", "did you mean 'classify'"),
 ])
 def test_out_of_range_values_fail_validation(override, message):
-    cfg = C.apply_overrides(C.get_preset("digits-mlp"), [override])
+    cfg = C.apply_overrides(configs.get_preset("digits-mlp"), [override])
     with pytest.raises(ConfigError) as info:
         C.validate(cfg)
     assert message in str(info.value)
@@ -82,25 +82,36 @@ def test_out_of_range_values_fail_validation(override, message):
 
 def test_unknown_preset_lists_the_allowed_ones():
     with pytest.raises(ConfigError, match="unknown preset 'digits-mpl'.*digits-mlp.*did you mean"):
-        C.get_preset("digits-mpl")
+        configs.get_preset("digits-mpl")
 
 
 def test_python_config_file(tmp_path):
     path = tmp_path / "my_config.py"
     path.write_text(
-        "from jaxcompress.config import get_preset\n"
+        "from jaxcompress.configs import get_preset\n"
         "def get_config():\n"
         "    cfg = get_preset('digits-mlp-tiny')\n"
         "    cfg.name = 'mine'\n"
         "    return cfg\n")
-    assert C.load_config(str(path)).name == "mine"
+    assert configs.load_config(str(path)).name == "mine"
     (tmp_path / "bad.py").write_text("x = 1\n")
     with pytest.raises(ConfigError, match="must define get_config"):
-        C.load_config(str(tmp_path / "bad.py"))
+        configs.load_config(str(tmp_path / "bad.py"))
     with pytest.raises(ConfigError, match="does not exist"):
-        C.load_config(str(tmp_path / "missing.py"))
+        configs.load_config(str(tmp_path / "missing.py"))
+
+
+def test_config_file_errors_name_the_file_and_line(tmp_path):
+    syntax = tmp_path / "syntax.py"
+    syntax.write_text("def get_config():\n    return (\n")
+    with pytest.raises(ConfigError, match=r"syntax\.py' line 2: syntax error"):
+        configs.load_config(str(syntax))
+    raising = tmp_path / "raising.py"
+    raising.write_text("import math\n\n\ndef get_config():\n    return math.sqrt(-1)\n")
+    with pytest.raises(ConfigError, match=r"raising\.py' line 5: ValueError: math domain error"):
+        configs.load_config(str(raising))
 
 
 def test_describe_lists_every_leaf_key():
-    keys = [row[0] for row in C.describe(C.get_preset("digits-mlp"))]
+    keys = [row[0] for row in C.describe(configs.get_preset("digits-mlp"))]
     assert "optim.learning_rate" in keys and "mesh.tensor" in keys and "model.hidden_sizes" in keys
