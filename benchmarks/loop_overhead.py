@@ -7,7 +7,7 @@ assembles global sharded arrays, logs metrics and keeps checkpoints off.
 Steady-state time per step is measured after a warm-up, in one run, and
 printed side by side with the ratio.
 
-Run: python benchmarks/loop_overhead.py [--steps 600] [--json]
+Run: python benchmarks/loop_overhead.py [--steps 600] [--json [PATH]]
 """
 
 from __future__ import annotations
@@ -82,11 +82,22 @@ def our_loop_step_time(config, warmup: int, steps: int) -> float:
 SIZES = ((64, "128,128"), (512, "1024,1024"))  # (global batch, hidden widths)
 
 
+def _write_json(payload: object, path: str) -> None:
+    """Prints ``payload`` as JSON (path ``-``) or writes it to ``path``."""
+    text = json.dumps(payload, indent=2)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write the results as JSON to PATH (--json alone: stdout)")
     args = parser.parse_args()
     # log_every must divide both marks so each is a synchronised point.
     if args.steps % args.warmup:
@@ -101,9 +112,11 @@ def main() -> None:
         rows.append({"devices": jax.device_count(), "batch": batch, "hidden": hidden, "steps": args.steps,
                      "bare_ms_per_step": bare * 1e3, "ours_ms_per_step": ours * 1e3,
                      "ratio_ours_over_bare": ours / bare})
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    if args.json == "-":
+        _write_json(rows, "-")
         return
+    if args.json:
+        _write_json(rows, args.json)
     print("| devices | batch | hidden | bare jit loop (ms/step) | jaxcompress.train (ms/step) | ratio |")
     print("|---|---|---|---|---|---|")
     for row in rows:

@@ -7,7 +7,7 @@
    neurons removed by surgery vs the same model with those neurons masked
    (zeroed but still computed).
 
-Run: python benchmarks/pruning_bench.py [--width 1024] [--batch 256] [--json]
+Run: python benchmarks/pruning_bench.py [--width 1024] [--batch 256] [--json [PATH]]
 """
 
 from __future__ import annotations
@@ -79,13 +79,24 @@ def interleaved_ratio(reference, ours, steps: int, rounds: int = 5) -> tuple[flo
             statistics.median(p[1] / p[0] for p in pairs))
 
 
+def _write_json(payload: object, path: str) -> None:
+    """Prints ``payload`` as JSON (path ``-``) or writes it to ``path``."""
+    text = json.dumps(payload, indent=2)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=100, help="steps per timed round (5 rounds)")
     parser.add_argument("--frequency", type=int, default=10, help="steps between mask updates")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write the results as JSON to PATH (--json alone: stdout)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -123,9 +134,11 @@ def main() -> None:
         "masked_forward_ms": masked_latency * 1e3, "shrunk_forward_ms": shrunk_latency * 1e3,
         "surgery_speedup": masked_latency / shrunk_latency,
     }
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    if args.json == "-":
+        _write_json(rows, "-")
         return
+    if args.json:
+        _write_json(rows, args.json)
     print(f"device: {rows['device']}; model: {rows['mlp']}")
     print("| measurement | reference (ms) | ours (ms) | ratio |")
     print("|---|---|---|---|")

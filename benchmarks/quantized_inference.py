@@ -19,7 +19,7 @@ warm-up; ratios are against ``float`` in the same run. Weight bytes count the ke
 The third default model is a 1024-wide MLP, where the weights, not the
 per-call overhead, dominate.
 
-Run: python benchmarks/quantized_inference.py [--batch 1024] [--repeats 50] [--json]
+Run: python benchmarks/quantized_inference.py [--batch 1024] [--repeats 50] [--json [PATH]]
 """
 
 from __future__ import annotations
@@ -130,6 +130,16 @@ def bench_model(spec: str, steps: int, batch: int, repeats: int) -> list[dict[st
     return rows
 
 
+def _write_json(payload: object, path: str) -> None:
+    """Prints ``payload`` as JSON (path ``-``) or writes it to ``path``."""
+    text = json.dumps(payload, indent=2)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1024)
@@ -137,7 +147,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="training steps of each model")
     parser.add_argument("--presets", default="digits-mlp,digits-cnn,digits-mlp:model.hidden_sizes=[1024,1024]",
                         help="comma-separated PRESET[:key=value;...] models")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="also write the rows as JSON to PATH (--json alone: stdout)")
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"device: {device.platform} {device.device_kind} ({jax.device_count()} devices); batch {args.batch}")
@@ -155,8 +166,8 @@ def main() -> None:
               f"{r['accuracy']:>8.4f} {r['accuracy_change']:>+7.4f} {r['latency_ms']:>10.3f} "
               f"{r['speedup_vs_float']:>8.2f}  {r['note']}")
     if args.json:
-        print(json.dumps({"device": f"{device.platform} {device.device_kind}", "batch": args.batch, "rows": rows},
-                         indent=2))
+        _write_json({"device": f"{device.platform} {device.device_kind}", "jax": jax.__version__,
+                     "batch": args.batch, "repeats": args.repeats, "rows": rows}, args.json)
 
 
 if __name__ == "__main__":
