@@ -140,7 +140,7 @@ def hf_model_type(config: AlbertConfig) -> str:
     if config.sharing in ("attention", "ffn"):
         raise CheckpointError(f"model.sharing={config.sharing!r} has no transformers equivalent; only 'none' "
                               "(BERT, or ALBERT without sharing) and 'all' (ALBERT) can be exported")
-    if config.sharing == "none" and config.embedding_size == config.hidden_size and config.inner_group_num == 1:
+    if config.is_bert:
         return "bert"
     return "albert"
 
@@ -203,7 +203,7 @@ def _entries(config: AlbertConfig, model_type: str, mlm: bool, sentence: bool) -
            _Entry("embeddings.token_type_embeddings", "embedding", emb + ("token_type", "embedding"), ()),
            _Entry("embeddings.LayerNorm", "scale", emb + ("norm", "scale"), ()),
            _Entry("embeddings.LayerNorm", "bias", emb + ("norm", "bias"), ())]
-    if config.embedding_size != config.hidden_size:
+    if config.embedding_projection:  # ALBERT applies it whatever E is
         out += [_Entry("encoder.embedding_hidden_mapping_in", leaf, emb + ("projection", leaf), ())
                 for leaf in ("kernel", "bias")]
     out += list(_block_entries(config, model_type))

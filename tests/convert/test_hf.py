@@ -49,8 +49,10 @@ def _leaves_equal(a, b) -> bool:
 @pytest.mark.parametrize("family, kw", [
     ("albert", {}),
     ("albert", dict(num_hidden_layers=4, num_hidden_groups=2, inner_group_num=2, hidden_act="gelu")),
+    # E == H: transformers' ALBERT still applies embedding_hidden_mapping_in (E -> H).
+    ("albert", dict(embedding_size=32)),
     ("bert", {}),
-], ids=["albert", "albert-groups-inner", "bert"])
+], ids=["albert", "albert-groups-inner", "albert-embedding-equals-hidden", "bert"])
 def test_flax_checkpoint_matches_transformers_flax_model(tmp_path, family, kw):
     cls = transformers.FlaxAlbertModel if family == "albert" else transformers.FlaxBertModel
     reference = cls(_albert(**kw) if family == "albert" else _bert(**kw), seed=3)
