@@ -28,7 +28,10 @@ without the pretraining heads; the tests check those two against the closed
 form only. The ALBERT-base embedding
 ablation (E = 64/128/256/768: 87/89/93/108M unshared, 10/12/16/31M shared)
 follows the same pattern: unshared rows round without the pooler, shared rows
-with it.
+with it, except shared E = 768 (31.71M here): ALBERT here, as in transformers,
+always has the E -> H map (0.59M at E = H = 768), which the paper's
+TensorFlow code skips when E == H. Unshared E = 768 is BERT-base, which has
+no map.
 
 The tiny presets (``albert-tiny``, ``bert-tiny``) train in minutes on two CPU
 cores: H = 64, 4 layers, the 8k SentencePiece vocabulary of the embedded

@@ -42,6 +42,8 @@ import json
 import math
 import os
 import pathlib
+import re
+import warnings
 from typing import Any, Callable, Iterator, Mapping
 
 import flax.linen as nn
@@ -140,7 +142,7 @@ def hf_model_type(config: AlbertConfig) -> str:
     if config.sharing in ("attention", "ffn"):
         raise CheckpointError(f"model.sharing={config.sharing!r} has no transformers equivalent; only 'none' "
                               "(BERT, or ALBERT without sharing) and 'all' (ALBERT) can be exported")
-    if config.sharing == "none" and config.embedding_size == config.hidden_size and config.inner_group_num == 1:
+    if config.is_bert:
         return "bert"
     return "albert"
 
@@ -203,7 +205,7 @@ def _entries(config: AlbertConfig, model_type: str, mlm: bool, sentence: bool) -
            _Entry("embeddings.token_type_embeddings", "embedding", emb + ("token_type", "embedding"), ()),
            _Entry("embeddings.LayerNorm", "scale", emb + ("norm", "scale"), ()),
            _Entry("embeddings.LayerNorm", "bias", emb + ("norm", "bias"), ())]
-    if config.embedding_size != config.hidden_size:
+    if config.embedding_projection:  # ALBERT applies it whatever E is
         out += [_Entry("encoder.embedding_hidden_mapping_in", leaf, emb + ("projection", leaf), ())
                 for leaf in ("kernel", "bias")]
     out += list(_block_entries(config, model_type))
@@ -267,14 +269,58 @@ def detect_layout(state: Mapping[str, Any]) -> str:
 
 def _strip_prefix(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Drops the base-model prefix (``albert.`` / ``bert.``) of ``*ForPreTraining`` checkpoints."""
-    out = {}
-    for key, value in state.items():
-        for prefix in ("albert.", "bert."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        out[key] = value
-    return out
+    return {_base_name(key) or key: value for key, value in state.items()}
+
+
+def _base_name(key: str) -> str | None:
+    """``key`` without its base-model prefix, or None when the key has no such prefix."""
+    for prefix in ("albert.", "bert."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return None
+
+
+# Names of the base model (the encoder: embeddings, layers, pooler) without a prefix.
+_ENCODER_PREFIXES = ("embeddings.", "encoder.", "pooler.")
+
+
+def _is_encoder_tensor(original_key: str) -> bool:
+    """Whether a checkpoint name belongs to the base model rather than to a task head.
+
+    Names under the ``albert.`` / ``bert.`` prefix are the base model's; without
+    a prefix, the encoder's names start with ``embeddings.``, ``encoder.`` or
+    ``pooler.``. Everything else (``predictions.``, ``cls.``, ``sop_classifier.``,
+    ``classifier.``, ``qa_outputs.``, ...) is a head.
+    """
+    return _base_name(original_key) is not None or original_key.startswith(_ENCODER_PREFIXES)
+
+
+def _allowed_summary(entries: list[_Entry]) -> str:
+    """The encoder tensors a config takes, compactly: layer indices as ranges, one name per module."""
+    patterns: dict[str, list[set[int]]] = {}
+    for entry in entries:
+        if entry.path[0] != "encoder":
+            continue
+        numbers = [int(n) for n in re.findall(r"(?<=\.)\d+(?=\.)", entry.hf_key)]
+        pattern = re.sub(r"(?<=\.)\d+(?=\.)", "{}", entry.hf_key)
+        slots = patterns.setdefault(pattern, [set() for _ in numbers])
+        for slot, number in zip(slots, numbers):
+            slot.add(number)
+
+    def span(values: set[int]) -> str:
+        lo, hi = min(values), max(values)
+        if len(values) == 1:
+            return str(lo)
+        if values == set(range(lo, hi + 1)):
+            return f"[{lo}-{hi}]"
+        return "[" + ",".join(map(str, sorted(values))) + "]"
+
+    return ", ".join(pattern.format(*(span(slot) for slot in slots)) for pattern, slots in patterns.items())
+
+
+def _listing(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def abstract_params(config: AlbertConfig) -> dict[str, Any]:
@@ -290,27 +336,39 @@ def _get(tree: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return tree
 
 
-def import_hf_state(state: Mapping[str, np.ndarray], config: AlbertConfig, *, strict: bool = False,
-                    source: str = "checkpoint") -> dict[str, Any]:
+def import_hf_state(state: Mapping[str, np.ndarray], config: AlbertConfig, *, strict: bool = True,
+                    heads: bool = True, source: str = "checkpoint") -> dict[str, Any]:
     """Converts a transformers state dict (either layout) into our parameter tree.
+
+    No weight is dropped silently. A tensor of the base model (embeddings,
+    layers, pooler) that maps to no parameter of ``config`` is an error (or,
+    with ``strict=False``, a warning); a head we do not load (a fine-tuned
+    classifier, or the pretraining heads with ``heads=False``) is skipped with
+    a warning listing it. Position-id buffers and the MLM decoder (tied to the
+    word table) are not weights and are passed over.
 
     Args:
       state: checkpoint name -> array (NumPy, or anything ``np.asarray`` takes).
       config: the model the weights are for; every tensor's shape is checked
         against it.
-      strict: also fail on checkpoint tensors that map to nothing of ours
-        (by default they are skipped, e.g. a fine-tuned classifier).
+      strict: fail on base-model tensors that map to nothing of ours (by
+        default); ``False`` skips them with a warning.
+      heads: load the MLM and sentence (SOP/NSP) heads the checkpoint holds;
+        ``False`` loads the encoder only and skips them with a warning.
       source: how errors name the checkpoint (its path).
 
     Returns:
       ``{"encoder": ..., ["mlm_head": ..., "sentence_head": ...]}`` of float32
-      NumPy arrays; the heads are present when the checkpoint holds them.
+      NumPy arrays; the heads are present when the checkpoint holds them and
+      ``heads`` is true.
 
     Raises:
       CheckpointError: a missing tensor, a shape that does not match
-        ``config`` (naming the tensor, the expected and the found shape), or
-        with ``strict`` an unexpected tensor.
+        ``config`` (naming the tensor, the expected and the found shape), or,
+        with ``strict``, base-model tensors that map to no parameter (naming
+        them and the tensors the config takes).
     """
+    encoder_names = {(_base_name(k) or k) for k in state if _is_encoder_tensor(k)}
     state = _strip_prefix(state)
     layout = detect_layout(state)
     model_type = "albert" if any(k.startswith("encoder.albert_layer_groups.") for k in state) else "bert"
@@ -319,12 +377,13 @@ def import_hf_state(state: Mapping[str, np.ndarray], config: AlbertConfig, *, st
         raise CheckpointError(f"{source} holds a {model_type.upper()} checkpoint but the model config "
                               f"(model.sharing={config.sharing}, model.embedding_size={config.embedding_size}, "
                               f"model.hidden_size={config.hidden_size}) describes {expected_type.upper()}")
-    mlm = any(k.startswith(("predictions.", "cls.predictions.")) for k in state)
-    sentence = any(k.startswith(("sop_classifier.", "cls.seq_relationship.")) for k in state)
+    mlm = heads and any(k.startswith(("predictions.", "cls.predictions.")) for k in state)
+    sentence = heads and any(k.startswith(("sop_classifier.", "cls.seq_relationship.")) for k in state)
     shapes = abstract_params(config)
     params: dict[str, Any] = {}
     used: set[str] = set()
-    for entry in _entries(config, model_type, mlm, sentence):
+    entries = _entries(config, model_type, mlm, sentence)
+    for entry in entries:
         names = _names(entry, layout)
         name = next((n for n in names if n in state), None)
         if name is None:
@@ -341,11 +400,32 @@ def import_hf_state(state: Mapping[str, np.ndarray], config: AlbertConfig, *, st
         leaf = _ensure_leaf(params, entry.path, target.shape)
         leaf[entry.index] = _to_ours(value.astype(np.float32), entry, slice_shape, layout)
         used.add(name)
-    if strict:
-        extra = sorted(k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES))
-        if extra:
-            raise CheckpointError(f"{source} has {len(extra)} tensor(s) that map to no parameter, e.g. {extra[0]!r}")
+    _check_unused(state, used, encoder_names, entries, config, model_type, strict, source)
     return params
+
+
+def _check_unused(state: Mapping[str, Any], used: set[str], encoder_names: set[str], entries: list[_Entry],
+                  config: AlbertConfig, model_type: str, strict: bool, source: str) -> None:
+    """Raises (or warns) for unmapped base-model tensors; warns for the heads left out."""
+    unused = [k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES)]
+    encoder = sorted(k for k in unused if k in encoder_names)
+    skipped_heads = sorted(k for k in unused if k not in encoder_names)
+    if encoder:
+        described = (f"{model_type.upper()} with model.num_layers={config.num_layers}, "
+                     f"model.sharing={config.sharing}, model.num_hidden_groups={config.num_hidden_groups}, "
+                     f"model.inner_group_num={config.inner_group_num}, "
+                     f"model.embedding_size={config.embedding_size}, model.hidden_size={config.hidden_size}")
+        message = (f"{source} has {len(encoder)} encoder tensor(s) that map to no parameter of the model: "
+                   f"{_listing(encoder)}. The model config ({described}) takes only "
+                   f"{_allowed_summary(entries)} (with their weight/bias/kernel/scale/embedding suffixes)")
+        if strict:
+            raise CheckpointError(message + "; pass a config that describes the checkpoint, or strict=False "
+                                  "to skip these tensors")
+        warnings.warn(message + "; skipping them (strict=False)", stacklevel=3)
+    if skipped_heads:
+        warnings.warn(f"{source}: skipping {len(skipped_heads)} tensor(s) of heads that are not loaded: "
+                      f"{_listing(skipped_heads)} (only the encoder and, with heads=True, the MLM and "
+                      f"SOP/NSP pretraining heads are imported)", stacklevel=3)
 
 
 def _ensure_leaf(tree: dict[str, Any], path: tuple[str, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -485,8 +565,8 @@ def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[
             yield prefix + (key,), value
 
 
-def load_hf_checkpoint(path: str | os.PathLike,
-                       config: AlbertConfig | None = None) -> tuple[AlbertConfig, dict[str, Any]]:
+def load_hf_checkpoint(path: str | os.PathLike, config: AlbertConfig | None = None, *, strict: bool = True,
+                       heads: bool = True) -> tuple[AlbertConfig, dict[str, Any]]:
     """Reads a transformers BERT/ALBERT checkpoint directory (or file) into our tree.
 
     Args:
@@ -494,12 +574,19 @@ def load_hf_checkpoint(path: str | os.PathLike,
         weights file.
       config: the model to load into (e.g. a preset's ``config.model``); by
         default it is built from ``config.json``. Shapes are checked either way.
+      strict: base-model tensors that map to no parameter of ``config`` are
+        an error (by default) or, with ``False``, skipped with a warning.
+      heads: load the MLM and SOP/NSP heads the checkpoint holds (by
+        default); ``False`` loads the encoder only. Heads that are not
+        loaded (these, or a fine-tuned classifier) are skipped with a
+        warning that lists them.
 
     Returns:
       ``(config, params)`` with ``params`` as in :func:`import_hf_state`.
 
     Raises:
-      CheckpointError: unreadable files, no config to go by, or a mismatch.
+      CheckpointError: unreadable files, no config to go by, a mismatch, or
+        (with ``strict``) an encoder tensor that maps to nothing.
     """
     path = pathlib.Path(path)
     if config is None:
@@ -507,7 +594,7 @@ def load_hf_checkpoint(path: str | os.PathLike,
         if not config_file.is_file():
             raise CheckpointError(f"no config.json next to {path}; pass the model config explicitly")
         config = config_from_hf(json.loads(config_file.read_text()))
-    return config, import_hf_state(read_state(path), config, source=str(path))
+    return config, import_hf_state(read_state(path), config, strict=strict, heads=heads, source=str(path))
 
 
 def graft(params: Mapping[str, Any], imported: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """ALBERT and BERT encoders (Flax Linen) and the heads their tasks train.
 
 One encoder covers both models: a factorised embedding (``vocab x E`` tables,
-then ``E -> H`` when ``E != H``) and a post-LN transformer stack whose layers
-are shared as the config says (``sharing="none"`` with ``E == H`` is BERT;
-``sharing="all"`` with ``E = 128`` is ALBERT). See
-:mod:`jaxcompress.nn.transformer` for the stack.
+then ``E -> H``) and a post-LN transformer stack whose layers are shared as the
+config says (``sharing="none"`` with ``E == H`` is BERT, which has no ``E -> H``
+map; everything else is ALBERT, which always has it, as transformers' ALBERT
+does, even when ``E == H``; ``sharing="all"`` with ``E = 128`` is the paper's
+ALBERT). See :mod:`jaxcompress.nn.transformer` for the stack.
 
 Call signatures (``params`` from ``module.init(rng, ...)["params"]``; every
 module takes ``deterministic=False`` plus ``rngs={"dropout": key}`` to train):
@@ -58,12 +59,15 @@ DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "flo
 class AlbertConfig:
     """An ALBERT or BERT encoder: sizes, sharing, regularisation, numerics.
 
-    BERT is ``embedding_size == hidden_size`` and ``sharing="none"``.
+    BERT is ``embedding_size == hidden_size``, ``sharing="none"`` and
+    ``inner_group_num=1`` (see :attr:`is_bert`); every other config is ALBERT,
+    whose embeddings always end in the ``E -> H`` projection.
     """
 
     vocab_size: int = option(8000, help="V: token vocabulary size", min=2)
-    embedding_size: int = option(128, help="E: width of the embedding tables; E != hidden_size adds an "
-                                           "E->H projection (ALBERT's factorised embedding)", min=1)
+    embedding_size: int = option(128, help="E: width of the embedding tables; ALBERT (any config but "
+                                           "BERT's: sharing=none, E=hidden_size) adds an E->H projection "
+                                           "(the factorised embedding), even when E=hidden_size", min=1)
     hidden_size: int = option(768, help="H: transformer width", min=1)
     num_layers: int = option(12, help="L: transformer layers (layer applications when shared)", min=1)
     num_heads: int = option(12, help="attention heads (must divide hidden_size)", min=1)
@@ -103,6 +107,21 @@ class AlbertConfig:
                               f"{self.num_layers}, got {self.num_hidden_groups}")
 
     # -- derived -------------------------------------------------------------
+
+    @property
+    def is_bert(self) -> bool:
+        """BERT's layout: no sharing, ``E == H``, one block per layer (and so no ``E -> H`` map).
+
+        Every other config is ALBERT's, whose embeddings always end in the
+        ``E -> H`` projection (transformers' ``embedding_hidden_mapping_in``,
+        applied whatever ``E`` is).
+        """
+        return self.sharing == "none" and self.embedding_size == self.hidden_size and self.inner_group_num == 1
+
+    @property
+    def embedding_projection(self) -> bool:
+        """Whether the embeddings end in the ``E -> H`` projection (ALBERT, not BERT)."""
+        return not self.is_bert
 
     def stack_spec(self) -> StackSpec:
         """The layer stack's hyper-parameters."""
@@ -146,7 +165,7 @@ class AlbertConfig:
         """
         seq_len = seq_len or self.max_position
         h, i, e = self.hidden_size, self.intermediate_size, self.embedding_size
-        projection = e * h if e != h else 0
+        projection = e * h if self.embedding_projection else 0
         per_block = 4 * h * h + 2 * h * i + 2 * seq_len * h  # weights, then q·kᵀ and p·v
         return float(2 * (projection + self.num_layers * self.inner_group_num * per_block))
 
@@ -167,8 +186,9 @@ def _layer_norm(config: AlbertConfig, name: str) -> nn.LayerNorm:
 class Embeddings(nn.Module):
     """Word + position + token-type embeddings of width E, LayerNorm, dropout, then E -> H.
 
-    The ``E -> H`` projection (ALBERT's factorised embedding) exists only when
-    ``embedding_size != hidden_size``; its ``E`` input axis is left unnamed
+    The ``E -> H`` projection (ALBERT's factorised embedding) exists for every
+    ALBERT config, ``E == H`` included (as in transformers), and not for BERT
+    (:attr:`AlbertConfig.is_bert`); its ``E`` input axis is left unnamed
     (replicated) because ``embed`` already names the ``H`` axis.
 
     Shapes: ``input_ids [B, S]``, ``token_type_ids [B, S]`` -> ``[B, S, H]``.
@@ -192,7 +212,7 @@ class Embeddings(nn.Module):
                                    embedding_init=nn.with_logical_partitioning(normal, (None, "embed")))
         self.norm = _layer_norm(cfg, "norm")
         self.drop = nn.Dropout(cfg.dropout)
-        if cfg.embedding_size != cfg.hidden_size:
+        if cfg.embedding_projection:
             self.projection = _dense(cfg.hidden_size, (None, "embed"), cfg.initializer_range, dtype, "projection")
 
     def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array) -> jax.Array:
@@ -202,7 +222,7 @@ class Embeddings(nn.Module):
                             f"{self.config.max_position}; truncate the inputs or raise max_position")
         x = self.word(input_ids) + self.position(jnp.arange(length))[None] + self.token_type(token_type_ids)
         x = self.drop(self.norm(x), deterministic=self.deterministic)
-        if self.config.embedding_size != self.config.hidden_size:
+        if self.config.embedding_projection:
             x = self.projection(x)
         return nn.with_logical_constraint(x, HIDDEN_AXES)
 

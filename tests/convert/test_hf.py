@@ -49,8 +49,10 @@ def _leaves_equal(a, b) -> bool:
 @pytest.mark.parametrize("family, kw", [
     ("albert", {}),
     ("albert", dict(num_hidden_layers=4, num_hidden_groups=2, inner_group_num=2, hidden_act="gelu")),
+    # E == H: transformers' ALBERT still applies embedding_hidden_mapping_in (E -> H).
+    ("albert", dict(embedding_size=32)),
     ("bert", {}),
-], ids=["albert", "albert-groups-inner", "bert"])
+], ids=["albert", "albert-groups-inner", "albert-embedding-equals-hidden", "bert"])
 def test_flax_checkpoint_matches_transformers_flax_model(tmp_path, family, kw):
     cls = transformers.FlaxAlbertModel if family == "albert" else transformers.FlaxBertModel
     reference = cls(_albert(**kw) if family == "albert" else _bert(**kw), seed=3)
@@ -149,11 +151,6 @@ def test_wrong_family_missing_tensor_and_bad_files(tmp_path):
     del state["encoder.layer.1.output.dense.kernel"]
     with pytest.raises(CheckpointError, match="no tensor 'encoder.layer.1.output.dense.kernel'"):
         import_hf_state(state, bert)
-    state = read_state(tmp_path / "bert")
-    state["classifier.kernel"] = np.zeros((32, 2), np.float32)
-    import_hf_state(state, bert)  # a fine-tuned head is skipped by default
-    with pytest.raises(CheckpointError, match="map to no parameter, e.g. 'classifier.kernel'"):
-        import_hf_state(state, bert, strict=True)
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 32)
     with pytest.raises(CheckpointError, match="cannot read safetensors file"):
         read_state(tmp_path / "junk.safetensors")
@@ -182,3 +179,55 @@ def test_graft_pretrained_encoder_into_a_classifier(tmp_path):
     bad = {"encoder": {"pooler": {"kernel": np.zeros((3, 3), np.float32)}}}
     with pytest.raises(CheckpointError, match=r"encoder/pooler/kernel has shape \(3, 3\) in the checkpoint"):
         graft(fresh, bad)
+
+
+def test_unmapped_encoder_tensor_is_an_error_naming_it(tmp_path):
+    transformers.FlaxBertModel(_bert(), seed=0).save_pretrained(tmp_path, safe_serialization=True)
+    state = read_state(tmp_path)
+    config = config_from_hf(json.loads((tmp_path / "config.json").read_text()))
+    # A third layer the 2-layer config has no place for, and a stray tensor in layer 0.
+    state["encoder.layer.2.attention.self.query.kernel"] = np.zeros((32, 32), np.float32)
+    state["encoder.layer.0.attention.self.extra.kernel"] = np.zeros((32, 32), np.float32)
+    with pytest.raises(CheckpointError) as info:
+        import_hf_state(state, config, source="ckpt")
+    message = str(info.value)
+    assert "'encoder.layer.0.attention.self.extra.kernel'" in message
+    assert "'encoder.layer.2.attention.self.query.kernel'" in message
+    assert "encoder.layer.[0-1].attention.self.query" in message  # what the config allows
+    assert "strict=False" in message
+    # The same through load_hf_checkpoint, which is strict by default.
+    from safetensors.numpy import save_file
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="encoder.layer.2.attention.self.query.kernel"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_unmapped_encoder_tensor_with_strict_false_warns_and_skips(tmp_path):
+    transformers.FlaxBertModel(_bert(), seed=0).save_pretrained(tmp_path, safe_serialization=True)
+    state = read_state(tmp_path)
+    state["encoder.layer.2.output.dense.kernel"] = np.zeros((40, 32), np.float32)
+    from safetensors.numpy import save_file
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.warns(UserWarning, match="encoder.layer.2.output.dense.kernel") as record:
+        config, params = load_hf_checkpoint(tmp_path, strict=False)
+    assert len(record) == 1 and "skipp" in str(record[0].message)
+    assert set(params) == {"encoder"}
+
+
+def test_heads_not_asked_for_are_skipped_with_a_warning(tmp_path):
+    transformers.FlaxAlbertForPreTraining(_albert(), seed=5).save_pretrained(tmp_path, safe_serialization=True)
+    with pytest.warns(UserWarning) as record:
+        config, params = load_hf_checkpoint(tmp_path, heads=False)  # the encoder only
+    assert set(params) == {"encoder"}
+    message = " ".join(str(r.message) for r in record)
+    assert "predictions.dense.kernel" in message and "sop_classifier.classifier.kernel" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked for: loaded, no warning
+        _, full = load_hf_checkpoint(tmp_path)
+    assert set(full) == {"encoder", "mlm_head", "sentence_head"}
+    assert _leaves_equal(full["encoder"], params["encoder"])
+    # A fine-tuned classifier has no place in our tree: skipped with a warning, even when strict.
+    state = read_state(tmp_path)
+    state["classifier.kernel"] = np.zeros((32, 2), np.float32)
+    with pytest.warns(UserWarning, match="'classifier.kernel'"):
+        import_hf_state(state, config, strict=True)

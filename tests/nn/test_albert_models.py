@@ -20,11 +20,16 @@ from jaxcompress.nn.transformer import StackSpec, TransformerBlock
 from jaxcompress.train.sharding import build_mesh, logical_shardings
 
 
-def closed_form(V, H, L, I, E=None, P=512, types=2, groups=None, pooler=True):
+def closed_form(V, H, L, I, E=None, P=512, types=2, groups=None, pooler=True, albert=None):
     """Encoder parameters in closed form (the ALBERT paper note's formula, written out
-    independently of the modules): tables + LN, E->H map, blocks, pooler."""
+    independently of the modules): tables + LN, E->H map, blocks, pooler.
+
+    ALBERT always has the E->H map (as transformers' ALBERT does, E == H
+    included); BERT (unshared, E == H) has none. ``albert`` defaults to
+    "shared (``groups``) or E != H"."""
     E = E or H
-    embed = (V + P + types) * E + 2 * E + ((E * H + H) if E != H else 0)
+    albert = (groups is not None or E != H) if albert is None else albert
+    embed = (V + P + types) * E + 2 * E + ((E * H + H) if albert else 0)
     block = 4 * (H * H + H) + (H * I + I) + (I * H + H) + 2 * (2 * H)
     return embed + (groups or L) * block + ((H * H + H) if pooler else 0)
 
@@ -74,14 +79,37 @@ def test_preset_counts_round_to_the_paper_table(name):
 
 
 @pytest.mark.parametrize("emb, unshared, shared", [(64, 87_648_000, 9_681_408), (128, 89_650_176, 11_683_584),
-                                                   (256, 93_654_528, 15_687_936), (768, 109_081_344, 31_114_752)])
+                                                   (256, 93_654_528, 15_687_936), (768, 109_081_344, 31_705_344)])
 def test_embedding_size_ablation_counts(emb, unshared, shared):
-    """ALBERT-base with E in {64, 128, 256, 768}, not shared / all shared (paper Table 3's rows)."""
+    """ALBERT-base with E in {64, 128, 256, 768}, not shared / all shared (paper Table 3's rows).
+
+    Unshared with E = 768 is BERT-base (no E->H map). Shared with E = 768
+    keeps the 768x768 map, as transformers' ALBERT does: 31.71M where the
+    paper (whose TensorFlow code skips the map when E == H) has 31M."""
     for sharing, want in (("none", unshared), ("all", shared)):
         cfg = paper_model("albert-base")
         cfg.embedding_size, cfg.sharing = emb, sharing
         assert _total(cfg.param_breakdown()) == want == closed_form(30000, 768, 12, 3072, emb,
                                                                      groups=1 if sharing == "all" else None)
+
+
+def test_albert_keeps_the_embedding_projection_when_e_equals_h():
+    """transformers' ALBERT applies embedding_hidden_mapping_in whatever E is; BERT has none."""
+    h = 32
+    projection = h * h + h
+    bert = tiny(embedding_size=h, sharing="none")
+    assert bert.is_bert and not bert.embedding_projection
+    for albert in (tiny(embedding_size=h, sharing="all"), tiny(embedding_size=h, sharing="attention"),
+                   tiny(embedding_size=h, sharing="none", inner_group_num=2), tiny(sharing="none")):
+        assert not albert.is_bert and albert.embedding_projection
+    with_map = tiny(embedding_size=h, sharing="all")
+    params = nn.unbox(jax.eval_shape(AlbertEncoder(with_map).init, jax.random.key(0),
+                                     jnp.zeros((1, 4), jnp.int32))["params"])
+    assert params["embeddings"]["projection"]["kernel"].shape == (h, h)
+    assert "projection" not in nn.unbox(jax.eval_shape(AlbertEncoder(bert).init, jax.random.key(0),
+                                                       jnp.zeros((1, 4), jnp.int32))["params"])["embeddings"]
+    assert with_map.param_breakdown()["embedding"] == bert.param_breakdown()["embedding"] + projection
+    assert with_map.flops_per_token(8) - bert.flops_per_token(8) == 2 * h * h  # sharing saves no FLOPs
 
 
 def test_sharing_modes_and_groups_count():
