@@ -217,6 +217,16 @@ def _compress(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     return reports
 
 
+def downstream_baseline(cfg: LargeThenCompressConfig) -> dict[str, Any]:
+    """The bag-of-words baseline on the fine-tuning task's splits (train -> the split fine-tuning evaluates)."""
+    from jaxcompress.data.text.baseline import bag_of_words_baseline
+
+    config = apply_overrides(get_preset(cfg.finetune_preset), list(cfg.finetune_overrides))
+    return bag_of_words_baseline(config.data.name, config.data.train_split, config.data.eval_split,
+                                 text_field=config.text.text_field or "text", label_field=config.text.label_field,
+                                 data_dir=config.data.data_dir or None)
+
+
 def _loss_key(record: dict[str, Any]) -> str:
     return "mlm_loss" if "mlm_loss" in record else "loss"
 
@@ -324,7 +334,7 @@ def _training_minutes(pretrain: dict[str, dict], finetune: dict[str, dict]) -> f
 
 def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrain: dict[str, dict],
                finetune: dict[str, dict], reports: list[dict[str, Any]], one: dict[str, Any],
-               two: dict[str, Any], wall_s: float) -> str:
+               two: dict[str, Any], wall_s: float, baseline: dict[str, Any]) -> str:
     lines = ["# Train large, then compress", "",
              f"Budget: {cfg.budget_tflops} TFLOPs of pretraining per size (3x forward FLOPs from XLA's cost "
              f"analysis x batch {cfg.batch_size}); {cfg.finetune_steps} fine-tuning steps. Wall time: "
@@ -339,6 +349,10 @@ def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrai
                      f"{p['train_metrics'].get('mlm_loss', math.nan):.3f} | "
                      f"{p['eval_metrics'].get('sop_accuracy', math.nan):.3f} | {p['wall_time_s']:.0f} | "
                      f"{f['eval_metrics'].get('accuracy', math.nan):.3f} |")
+    lines.append(f"| bag of words (baseline) | - | - | - | - | {baseline['wall_time_s']:.0f} | "
+                 f"{baseline['accuracy']:.3f} |")
+    lines += ["", f"Downstream: validation accuracy of the fine-tuned encoder; the majority class scores "
+              f"{baseline['majority_rate']:.3f}. Baseline: {baseline['recipe']}."]
     lines += ["", "## Compression", "", "| size | level | accuracy | bytes | alpha | nonzeros |", "|---|---|---|---|---|---|"]
     for r in reports:
         lines.append(f"| {r['size']} | {r['level']} | {r['metrics_after'].get('accuracy', math.nan):.4f} | "
@@ -396,11 +410,16 @@ def run_large_then_compress(cfg: LargeThenCompressConfig, out: pathlib.Path, qui
             print(f"[compress] {r['size']}", flush=True)
         reports += _compress(r, cfg, out, quiet)
     one, two = claim_one(rows, out), claim_two(rows, reports)
+    baseline = downstream_baseline(cfg)
+    if not quiet:
+        print(f"[baseline] bag of words: accuracy {baseline['accuracy']:.4f} (majority class "
+              f"{baseline['majority_rate']:.4f})", flush=True)
     plots = _plots(rows, reports, out)
     wall = time.perf_counter() - start
-    (out / "report.md").write_text(_report_md(cfg, rows, pretrain, finetune, reports, one, two, wall))
+    (out / "report.md").write_text(_report_md(cfg, rows, pretrain, finetune, reports, one, two, wall, baseline))
     results = {"config": dataclasses.asdict(cfg), "sizes": rows, "pretrain": pretrain, "finetune": finetune,
-               "compression": reports, "claim_1": one, "claim_2": two, "plots": plots, "wall_time_s": wall}
+               "compression": reports, "baseline": baseline, "claim_1": one, "claim_2": two, "plots": plots,
+               "wall_time_s": wall}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     return results
 
