@@ -54,7 +54,11 @@ class LargeThenCompressConfig:
     budget_tflops: float = option(3.0, help="training FLOPs per size (10^12), counted as 3x forward",
                                   min=0.0, min_exclusive=True)
     min_steps: int = option(20, help="a size that the budget gives fewer steps is refused", min=1)
-    finetune_steps: int = option(150, help="fine-tuning steps per size", min=1)
+    pretrain_learning_rate: float = option(5e-4, help="peak pretraining learning rate (AdamW); at the preset's "
+                                           "2e-3 a few dozen steps map every token of the wider sizes to one "
+                                           "vector, which then fine-tunes to the majority class",
+                                           min=0.0, min_exclusive=True)
+    finetune_steps: int = option(300, help="fine-tuning steps per size", min=1)
     batch_size: int = option(32, help="pretraining and fine-tuning batch size", min=1)
     seq_length: int = option(64, help="tokens per example in pretraining and fine-tuning", min=8)
     prune_levels: tuple[float, ...] = option((0.5, 0.7, 0.9), help="magnitude pruning sparsities")
@@ -66,7 +70,7 @@ class LargeThenCompressConfig:
     finetune_overrides: tuple[str, ...] = option((), help="extra KEY=VALUE settings of every fine-tuning run")
 
 
-QUICK = {"sizes": ("bert-2x64", "bert-4x128"), "budget_tflops": 0.6, "finetune_steps": 60,
+QUICK = {"sizes": ("bert-2x64", "bert-4x128"), "budget_tflops": 0.6, "finetune_steps": 150,
          "prune_levels": (0.5, 0.9), "quant_bits": (8, 4)}
 
 
@@ -157,7 +161,8 @@ def _pretrain(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     if done is not None:
         return done
     steps = row["steps"]
-    config = apply_overrides(get_preset(cfg.pretrain_preset), row["overrides"] + list(cfg.pretrain_overrides) + [
+    config = apply_overrides(get_preset(cfg.pretrain_preset), row["overrides"] + [
+        f"optim.learning_rate={cfg.pretrain_learning_rate}"] + list(cfg.pretrain_overrides) + [
         f"steps={steps}", f"log_every={max(1, steps // 40)}", f"eval_every={max(1, steps // 4)}",
         f"checkpoint_every={max(1, steps // 4)}", f"optim.warmup_steps={max(1, steps // 10)}"])
     config.name = f"pretrain-{row['size']}"
