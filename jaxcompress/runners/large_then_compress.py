@@ -54,10 +54,10 @@ class LargeThenCompressConfig:
     budget_tflops: float = option(3.0, help="training FLOPs per size (10^12), counted as 3x forward",
                                   min=0.0, min_exclusive=True)
     min_steps: int = option(20, help="a size that the budget gives fewer steps is refused", min=1)
-    pretrain_learning_rate: float = option(5e-4, help="peak pretraining learning rate (AdamW); at the preset's "
-                                           "2e-3 a few dozen steps map every token of the wider sizes to one "
-                                           "vector, which then fine-tunes to the majority class",
-                                           min=0.0, min_exclusive=True)
+    pretrain_learning_rate: float = option(5e-4, help="peak pretraining learning rate (AdamW) at width 64, "
+                                           "scaled by 64/width for the other sizes; larger rates map every token "
+                                           "of the wider sizes to one vector within a few dozen steps, which then "
+                                           "fine-tunes to the majority class", min=0.0, min_exclusive=True)
     finetune_steps: int = option(300, help="fine-tuning steps per size", min=1)
     batch_size: int = option(32, help="pretraining and fine-tuning batch size", min=1)
     seq_length: int = option(64, help="tokens per example in pretraining and fine-tuning", min=8)
@@ -153,6 +153,13 @@ def plan(cfg: LargeThenCompressConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def pretrain_learning_rate(cfg: LargeThenCompressConfig, size: str) -> float:
+    """``cfg.pretrain_learning_rate`` x 64 / width: AdamW moves every weight by about the learning rate per
+    step, and the wider a matrix the sooner that coherent update outweighs its random init (std 0.02)."""
+    width = int(SIZE_PATTERN.match(size).group(3))
+    return cfg.pretrain_learning_rate * 64 / width
+
+
 def _pretrain(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Path, quiet: bool) -> dict:
     from jaxcompress.train import train
 
@@ -162,7 +169,7 @@ def _pretrain(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
         return done
     steps = row["steps"]
     config = apply_overrides(get_preset(cfg.pretrain_preset), row["overrides"] + [
-        f"optim.learning_rate={cfg.pretrain_learning_rate}"] + list(cfg.pretrain_overrides) + [
+        f"optim.learning_rate={pretrain_learning_rate(cfg, row['size'])}"] + list(cfg.pretrain_overrides) + [
         f"steps={steps}", f"log_every={max(1, steps // 40)}", f"eval_every={max(1, steps // 4)}",
         f"checkpoint_every={max(1, steps // 4)}", f"optim.warmup_steps={max(1, steps // 10)}"])
     config.name = f"pretrain-{row['size']}"
@@ -342,7 +349,8 @@ def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrai
                two: dict[str, Any], wall_s: float, baseline: dict[str, Any]) -> str:
     lines = ["# Train large, then compress", "",
              f"Budget: {cfg.budget_tflops} TFLOPs of pretraining per size (3x forward FLOPs from XLA's cost "
-             f"analysis x batch {cfg.batch_size}); {cfg.finetune_steps} fine-tuning steps. Wall time: "
+             f"analysis x batch {cfg.batch_size}) at peak learning rate {cfg.pretrain_learning_rate:g} x 64/width; "
+             f"{cfg.finetune_steps} fine-tuning steps. Wall time: "
              f"{_training_minutes(pretrain, finetune):.1f} min of pretraining and fine-tuning runs, "
              f"{wall_s / 60:.1f} min for this invocation (which skips stages an earlier one finished).", "",
              "## Sizes", "",
