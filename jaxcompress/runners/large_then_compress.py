@@ -58,6 +58,9 @@ class LargeThenCompressConfig:
                                            "scaled by 64/width for the other sizes; larger rates map every token "
                                            "of the wider sizes to one vector within a few dozen steps, which then "
                                            "fine-tunes to the majority class", min=0.0, min_exclusive=True)
+    finetune_learning_rate: float = option(3e-3, help="peak fine-tuning learning rate at width 64, scaled by "
+                                           "64/width like pretraining's (bert-6x192 at 3e-3 stays at the majority "
+                                           "class, at 1e-3 it learns)", min=0.0, min_exclusive=True)
     finetune_steps: int = option(300, help="fine-tuning steps per size", min=1)
     batch_size: int = option(32, help="pretraining and fine-tuning batch size", min=1)
     seq_length: int = option(64, help="tokens per example in pretraining and fine-tuning", min=8)
@@ -156,8 +159,11 @@ def plan(cfg: LargeThenCompressConfig) -> list[dict[str, Any]]:
 def pretrain_learning_rate(cfg: LargeThenCompressConfig, size: str) -> float:
     """``cfg.pretrain_learning_rate`` x 64 / width: AdamW moves every weight by about the learning rate per
     step, and the wider a matrix the sooner that coherent update outweighs its random init (std 0.02)."""
-    width = int(SIZE_PATTERN.match(size).group(3))
-    return cfg.pretrain_learning_rate * 64 / width
+    return cfg.pretrain_learning_rate * 64 / _width(size)
+
+
+def _width(size: str) -> int:
+    return int(SIZE_PATTERN.match(size).group(3))
 
 
 def _pretrain(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Path, quiet: bool) -> dict:
@@ -184,7 +190,9 @@ def _finetune(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     if done is not None:
         return done
     steps = cfg.finetune_steps
-    config = apply_overrides(get_preset(cfg.finetune_preset), row["overrides"] + list(cfg.finetune_overrides) + [
+    learning_rate = cfg.finetune_learning_rate * 64 / _width(row["size"])
+    config = apply_overrides(get_preset(cfg.finetune_preset), row["overrides"] + [
+        f"optim.learning_rate={learning_rate}"] + list(cfg.finetune_overrides) + [
         f"steps={steps}", f"log_every={max(1, steps // 10)}", f"eval_every={steps}", f"checkpoint_every={steps}",
         f"optim.warmup_steps={max(1, steps // 10)}", f"text.init_from={out / 'pretrain' / row['size']}"])
     config.name = f"finetune-{row['size']}"
@@ -350,7 +358,7 @@ def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrai
     lines = ["# Train large, then compress", "",
              f"Budget: {cfg.budget_tflops} TFLOPs of pretraining per size (3x forward FLOPs from XLA's cost "
              f"analysis x batch {cfg.batch_size}) at peak learning rate {cfg.pretrain_learning_rate:g} x 64/width; "
-             f"{cfg.finetune_steps} fine-tuning steps. Wall time: "
+             f"{cfg.finetune_steps} fine-tuning steps at {cfg.finetune_learning_rate:g} x 64/width. Wall time: "
              f"{_training_minutes(pretrain, finetune):.1f} min of pretraining and fine-tuning runs, "
              f"{wall_s / 60:.1f} min for this invocation (which skips stages an earlier one finished).", "",
              "## Sizes", "",
