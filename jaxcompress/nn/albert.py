@@ -21,9 +21,9 @@ module takes ``deterministic=False`` plus ``rngs={"dropout": key}`` to train):
     "sentence_logits": [B, 2], "sequence": [B, S, H], "pooled": [B, H]}``.
     The MLM head is tied to the input word table; the sentence head serves
     sentence-order prediction (SOP) or next-sentence prediction (NSP).
-``AlbertForSequenceClassification(config, num_classes)``
+``AlbertForSequenceClassification(config, num_classes, pooling="cls")``
     ``(input_ids, token_type_ids, attention_mask) -> logits [B, C]`` (pooled
-    [CLS] -> dropout -> dense).
+    [CLS], or with ``pooling="mean"`` the masked token mean -> dropout -> dense).
 ``AlbertForTokenClassification(config, num_classes)``
     ``(input_ids, token_type_ids, attention_mask) -> logits [B, S, C]``.
 ``validate_inputs(config, input_ids, token_type_ids=None)``
@@ -344,22 +344,44 @@ class AlbertForPreTraining(nn.Module):
                 "pooled": pooled}
 
 
+#: What a sequence classifier reads: the pooler's ``tanh(W h_[CLS] + b)`` or the masked mean of the sequence.
+POOLING = ("cls", "mean")
+
+
+def masked_mean(sequence: jax.Array, attention_mask: jax.Array | None) -> jax.Array:
+    """Mean of ``sequence [B, S, H]`` over the real tokens (``attention_mask [B, S]``) -> ``[B, H]``."""
+    if attention_mask is None:
+        return sequence.mean(axis=1)
+    weights = attention_mask.astype(sequence.dtype)[..., None]
+    return (sequence * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+
+
 class AlbertForSequenceClassification(nn.Module):
-    """Encoder + classifier on the pooled [CLS] vector: ``[B, S] -> [B, C]``.
+    """Encoder + classifier on the pooled [CLS] vector (or the masked token mean): ``[B, S] -> [B, C]``.
+
+    ``pooling="mean"`` reads the mean of the last layer over the real tokens
+    instead of ``tanh(W h_[CLS])``; the pooler's parameters stay (unused), so
+    the encoder subtree is the same either way.
 
     References:
-      Devlin et al., BERT, NAACL 2019, sec. 4 (fine-tuning on [CLS]).
+      Devlin et al., BERT, NAACL 2019, sec. 4 (fine-tuning on [CLS]);
+      Reimers & Gurevych, "Sentence-BERT", EMNLP 2019, sec. 3 (mean pooling).
     """
 
     config: AlbertConfig
     num_classes: int
     deterministic: bool = True
+    pooling: str = "cls"
 
     @nn.compact
     def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array | None = None,
                  attention_mask: jax.Array | None = None) -> jax.Array:
-        _, pooled = AlbertEncoder(self.config, self.deterministic, name="encoder")(
+        if self.pooling not in POOLING:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLING)}, got {self.pooling!r}")
+        sequence, pooled = AlbertEncoder(self.config, self.deterministic, name="encoder")(
             input_ids, token_type_ids, attention_mask)
+        if self.pooling == "mean":
+            pooled = masked_mean(sequence, attention_mask)
         return ClassifierHead(self.config, self.num_classes, self.deterministic, name="classifier")(pooled)
 
 

@@ -7,7 +7,8 @@ copied into the data directory): the feature names are config keys
 must be a TFDS ``ClassLabel``. ``prepare_batch`` tokenizes on the host and packs
 ``[CLS] A [SEP]`` (or ``[CLS] A [SEP] B [SEP]``), trimming the longer text
 first from its end so the pair fits ``text.max_seq_length``. The classifier
-reads the pooled [CLS] vector; ``text.init_from`` starts the encoder from a
+reads the pooled [CLS] vector, or with ``text.pooling=mean`` the mean of the
+last layer over the real tokens; ``text.init_from`` starts the encoder from a
 pretraining run.
 
 Metrics: ``loss`` (cross-entropy) and ``accuracy``, per example in evaluation.
@@ -74,8 +75,10 @@ class _TextClassifier(Task):
         self.max_seq_length = text.max_seq_length
         self.tokenizer = _text.make_tokenizer(config)
         self.vocab_map = _text.vocab_map(text.vocab_keep, self.tokenizer)
-        self.train_model = AlbertForSequenceClassification(config.model, self.num_classes, deterministic=False)
-        self.eval_model = AlbertForSequenceClassification(config.model, self.num_classes, deterministic=True)
+        self.train_model = AlbertForSequenceClassification(config.model, self.num_classes, deterministic=False,
+                                                           pooling=text.pooling)
+        self.eval_model = AlbertForSequenceClassification(config.model, self.num_classes, deterministic=True,
+                                                          pooling=text.pooling)
         self.init_from = text.init_from
         self._encoder = _text.load_encoder(text.init_from, config) if text.init_from else None
 

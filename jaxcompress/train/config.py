@@ -100,6 +100,9 @@ class TextConfig:
     pair_field: str = option("", help="feature with the second text of sentence_pair; '' = second")
     label_field: str = option("label", help="feature with the class label (a TFDS ClassLabel)")
     init_from: str = option("", help="workdir of an earlier run whose encoder parameters initialise this one")
+    pooling: str = option("cls", help="what text_classification/sentence_pair classify: 'cls' (the pooler, "
+                          "tanh(W h_[CLS])) or 'mean' (the mean of the last layer over the real tokens)",
+                          choices=("cls", "mean"))
     vocab_keep: tuple[int, ...] = option((), help="tokenizer ids a vocabulary-pruned model keeps, in order "
                                          "(set by structured pruning): id vocab_keep[i] becomes i, others [UNK]")
     tokenizer_vocab_size: int = option(0, help="pieces of the tokenizer; 0 = model.vocab_size (a vocabulary-"

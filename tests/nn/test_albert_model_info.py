@@ -10,7 +10,7 @@ import pytest
 from jaxcompress.cli import main
 from jaxcompress.configs import get_preset
 from jaxcompress.model_info import model_info
-from jaxcompress.configs import albert as albert_presets  # noqa: F401  (registers the presets)
+
 from jaxcompress.train.task import registered_tasks
 
 

@@ -50,13 +50,19 @@ def _results():
 
 
 def test_report_carries_the_numbers():
-    report = albert._report(_results())
+    results = _results()
+    report = albert._report(results)
     assert "300 steps" in report and "326,754 parameters" in report
     assert "8.987 -> 5.432" in report and "baseline 6.605" in report
     assert "SOP accuracy 0.575 +- 0.022 over 541 pairs (z = 3.5" in report
     rows = [line for line in report.splitlines() if line.startswith("| topic")]
     assert rows == ["| topic | pretrained | 0.450 | 0.022 | 0.191 | 325 |",
                     "| topic | scratch | 0.301 | 0.022 | 0.191 | 325 |"]
+    results["finetuning"].append({"task": "topic", "init": "bag-of-words baseline", "accuracy": 0.7631,
+                                  "accuracy_se": 0.022, "chance": 0.191, "eval_examples": 325, "recipe": "TF-IDF"})
+    report = albert._report(results)
+    assert "| topic | bag-of-words baseline | 0.763 | 0.022 | 0.191 | 325 |" in report
+    assert "Bag-of-words baseline: TF-IDF." in report
 
 
 def test_the_experiment_is_registered():
@@ -76,7 +82,9 @@ def test_quick_run_end_to_end(tmp_path):
     assert 0.0 <= pre["eval"]["sop_accuracy"] <= 1.0
     assert math.log(8000) > pre["unigram_baseline"] > 3.0
     assert [(row["task"], row["init"]) for row in results["finetuning"]] == [
-        ("topic", "pretrained"), ("topic", "scratch"), ("pair", "pretrained"), ("pair", "scratch")]
+        ("topic", "pretrained"), ("topic", "scratch"), ("pair", "pretrained"), ("pair", "scratch"),
+        ("topic", "bag-of-words baseline")]
+    assert results["finetuning"][-1]["accuracy"] > 0.7
     assert json.loads((tmp_path / "results.json").read_text())["quick"] is True
     assert (tmp_path / "report.md").read_text().startswith("# ALBERT-tiny")
     assert (tmp_path / "albert.png").stat().st_size > 10_000

@@ -90,3 +90,13 @@ def test_quick_demo_end_to_end(tmp_path):
     results = run_demo(str(tmp_path), quick=True, quiet=True)
     assert (tmp_path / "report.md").exists() and (tmp_path / "accuracy_vs_size.png").exists()
     assert len(results["compression"]) == len(results["sizes"]) * len(ltc.recipes(ltc.LargeThenCompressConfig(**ltc.QUICK)))
+    # The fine-tuned encoders learn the topic: the best one scores well above the majority class (0.19).
+    assert results["baseline"]["accuracy"] > 0.7
+    assert max(f["eval_metrics"]["accuracy"] for f in results["finetune"].values()) > 0.5
+
+
+def test_pretraining_learning_rate_shrinks_with_width():
+    cfg = ltc.LargeThenCompressConfig()
+    assert ltc.pretrain_learning_rate(cfg, "bert-2x64") == cfg.pretrain_learning_rate
+    assert ltc.pretrain_learning_rate(cfg, "albert-4x128") == pytest.approx(cfg.pretrain_learning_rate / 2)
+    assert ltc.pretrain_learning_rate(cfg, "bert-6x192") == pytest.approx(cfg.pretrain_learning_rate / 3)
