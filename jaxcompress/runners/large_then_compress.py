@@ -52,7 +52,8 @@ class LargeThenCompressConfig:
                                     help="encoder grid, STYLE-LAYERSxWIDTH")
     pretrain_preset: str = option("bert-tiny", help="pretraining preset the sizes modify (data, optimiser)")
     finetune_preset: str = option("bert-tiny-topic", help="downstream preset the sizes modify")
-    budget_tflops: float = option(3.0, help="training FLOPs per size (10^12), counted as 3x forward",
+    budget_tflops: float = option(1.2, help="training FLOPs per size (10^12): XLA's count of the compiled "
+                                  "train step (forward, backward, heads, update) at the run's shapes",
                                   min=0.0, min_exclusive=True)
     min_steps: int = option(20, help="a size that the budget gives fewer steps is refused", min=1)
     pretrain_learning_rate: float = option(5e-4, help="peak pretraining learning rate (AdamW) at width 64, "
@@ -74,7 +75,7 @@ class LargeThenCompressConfig:
     finetune_overrides: tuple[str, ...] = option((), help="extra KEY=VALUE settings of every fine-tuning run")
 
 
-QUICK = {"sizes": ("bert-2x64", "bert-4x128"), "budget_tflops": 0.6, "finetune_steps": 150,
+QUICK = {"sizes": ("bert-2x64", "bert-4x128"), "budget_tflops": 0.25, "finetune_steps": 150,
          "prune_levels": (0.5, 0.9), "quant_bits": (8, 4)}
 
 
@@ -130,6 +131,7 @@ def plan(cfg: LargeThenCompressConfig) -> list[dict[str, Any]]:
         before any training starts.
     """
     from jaxcompress.model_info import model_info
+    from jaxcompress.train.loop import train_step_flops
 
     rows = []
     for size in cfg.sizes:
@@ -139,7 +141,9 @@ def plan(cfg: LargeThenCompressConfig) -> list[dict[str, Any]]:
         validate(pretrain)
         validate(apply_overrides(get_preset(cfg.finetune_preset), overrides + list(cfg.finetune_overrides)))
         info = model_info(pretrain)
-        flops_per_step = 3.0 * info["flops_per_example"] * cfg.batch_size
+        # What the step really runs: XLA's count of the lowered train step at the run's batch and sequence
+        # length, masked-LM and sentence heads, backward pass and optimiser included.
+        flops_per_step = train_step_flops(pretrain)
         steps = int(cfg.budget_tflops * 1e12 // flops_per_step)
         if steps < cfg.min_steps:
             raise ConfigError(f"budget_tflops={cfg.budget_tflops} gives {size} only {steps} steps "
@@ -357,8 +361,9 @@ def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrai
                finetune: dict[str, dict], reports: list[dict[str, Any]], one: dict[str, Any],
                two: dict[str, Any], wall_s: float, baseline: dict[str, Any]) -> str:
     lines = ["# Train large, then compress", "",
-             f"Budget: {cfg.budget_tflops} TFLOPs of pretraining per size (3x forward FLOPs from XLA's cost "
-             f"analysis x batch {cfg.batch_size}) at peak learning rate {cfg.pretrain_learning_rate:g} x 64/width; "
+             f"Budget: {cfg.budget_tflops} TFLOPs of pretraining per size (XLA's cost analysis of the "
+             f"lowered train step at batch {cfg.batch_size} x {cfg.seq_length} tokens, heads and backward "
+             f"included) at peak learning rate {cfg.pretrain_learning_rate:g} x 64/width; "
              f"{cfg.finetune_steps} fine-tuning steps at {cfg.finetune_learning_rate:g} x 64/width. Wall time: "
              f"{_training_minutes(pretrain, finetune):.1f} min of pretraining and fine-tuning runs, "
              f"{wall_s / 60:.1f} min for this invocation (which skips stages an earlier one finished).", "",

@@ -68,6 +68,21 @@ class TrainingInterrupted(Exception):
 # Stage 1: checks before any work
 
 
+def train_step_flops(config: Config) -> float:
+    """FLOPs of one training step of ``config`` at its batch size and data shapes (XLA cost analysis).
+
+    References:
+      Kaplan et al., "Scaling Laws for Neural Language Models", 2020 (compute counted per step).
+    """
+    data_dir = config.data.data_dir or None
+    source = data_lib.load_split(config.data.name, config.data.train_split, data_dir)
+    task = make_task(config, data_lib.dataset_info(config.data.name, data_dir))
+    example = task.prepare_batch(source.read(np.arange(1)))
+    steps = Steps(task, build_optimizer(config, task), learning_rate_schedule(config.optim, config.steps), example,
+                  build_mesh(config.mesh), config.logical_rules, config.seed)
+    return steps.train_step_flops(config.data.batch_size)
+
+
 def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     """Creates ``workdir`` and proves it is writable; removes a stale summary.
 
@@ -122,6 +137,7 @@ class Steps:
                  example: dict[str, np.ndarray], mesh: Mesh, rules: Any, seed: int):
         self.mesh, self.rules = mesh, rules
         example = jax.tree.map(jnp.asarray, example)
+        self._example = example
 
         def init_boxed(rng: jax.Array) -> TrainState:
             params = task.init(rng, example)
@@ -179,6 +195,16 @@ class Steps:
         same_tree = jax.tree.structure(params) == self._params_structure
         with self.context():
             return (self._eval if same_tree else self._eval_other)(params, batch)
+
+    def train_step_flops(self, batch_size: int) -> float:
+        """FLOPs of one training step on a global batch of ``batch_size``, from XLA's cost analysis of the
+        lowered step: forward, backward, every head and the optimiser update, at the run's shapes."""
+        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((batch_size,) + x.shape[1:], x.dtype,
+                                                            sharding=self.batch_sharding), self._example)
+        with self.context():
+            cost = self._train.lower(self.abstract_state, batch).cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost["flops"])
 
     def place_params(self, params: Any) -> Any:
         """``params`` on the mesh: sharded like the model's, or replicated if their tree differs."""

@@ -100,3 +100,11 @@ def test_pretraining_learning_rate_shrinks_with_width():
     assert ltc.pretrain_learning_rate(cfg, "bert-2x64") == cfg.pretrain_learning_rate
     assert ltc.pretrain_learning_rate(cfg, "albert-4x128") == pytest.approx(cfg.pretrain_learning_rate / 2)
     assert ltc.pretrain_learning_rate(cfg, "bert-6x192") == pytest.approx(cfg.pretrain_learning_rate / 3)
+
+
+def test_the_budget_counts_the_real_train_step_at_the_run_sequence_length():
+    short, long = (ltc.plan(ltc.LargeThenCompressConfig(sizes=("bert-2x64",), seq_length=n))[0] for n in (32, 64))
+    # The encoder and attention grow with the sequence (the masked-LM head, with its fixed number of
+    # predictions, does not); a count at max_position would not change at all.
+    assert 1.1 * short["flops_per_step"] < long["flops_per_step"] < 2.1 * short["flops_per_step"]
+    assert short["steps"] > long["steps"]

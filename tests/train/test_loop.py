@@ -125,3 +125,19 @@ def test_unusable_workdir(tmp_path):
         train(tiny(), blocker / "sub", quiet=True)
     with pytest.raises(WorkdirError, match="mount the bucket"):
         train(tiny(), "gs://bucket/run", quiet=True)
+
+
+def test_train_step_flops_count_the_whole_step_at_the_run_shapes():
+    """XLA's count of the step against a hand count of its matrix products: forward, weight gradients, and
+    input gradients of every layer but the first (elementwise work and Adam add a little on top)."""
+    from jaxcompress.train.loop import train_step_flops
+
+    config = tiny()  # MLP 64 -> 32 -> 32 -> 10, batch 32
+    widths = [64, *config.model.hidden_sizes, 10]
+    products = [a * b for a, b in zip(widths[:-1], widths[1:])]
+    batch = config.data.batch_size
+    by_hand = 2 * batch * (2 * sum(products) + sum(products[1:]))
+    flops = train_step_flops(config)
+    assert by_hand <= flops <= 1.25 * by_hand
+    doubled = train_step_flops(apply_overrides(config, [f"data.batch_size={2 * batch}"]))
+    assert 1.8 * flops <= doubled <= 2.0 * flops
