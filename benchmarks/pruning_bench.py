@@ -23,10 +23,9 @@ import numpy as np
 import optax
 
 from jaxcompress.compress.pruning import Pruner, wrap
-from jaxcompress.compress.schedules import Schedule
 from jaxcompress.compress.structured import choose_units, importance, mask_units, shrink, unit_groups
-from jaxcompress.nn.mlp import MLPConfig
 from jaxcompress.nn import MLPClassifier
+from jaxcompress.nn.mlp import MLPConfig
 
 
 def _unboxed_params(model: MLPClassifier, x: jax.Array):
@@ -107,8 +106,8 @@ def main() -> None:
     params = _unboxed_params(model, x)
 
     dense_tx = optax.adamw(1e-3)
-    pruner = Pruner(score="magnitude",
-                    schedule=Schedule("gradual", 0.9, 0, 100 * args.steps, frequency=args.frequency))
+    pruner = Pruner(method="magnitude", sparsity=0.9, schedule="gradual", end_step=100 * args.steps,
+                    frequency=args.frequency)
     dense_time, pruned_time, overhead = interleaved_ratio(
         make_stepper(model, params, dense_tx, x, y), make_stepper(model, params, wrap(dense_tx, pruner), x, y),
         args.steps)

@@ -37,14 +37,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcompress import data as data_lib
-from jaxcompress.compress import qwix_quant as QW
 from jaxcompress.compress import quantize as Q
-from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.compress import qwix_quant as QW
 from jaxcompress.configlib import apply_overrides
 from jaxcompress.configs import get_preset
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn.classifiers import build_classifier
 from jaxcompress.train import train
+from jaxcompress.train.checkpoint import restore_params
 
 
 def interleaved_latencies(calls: dict[str, tuple[Callable[..., Any], tuple]], repeats: int) -> dict[str, float]:

@@ -72,8 +72,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from jaxcompress.data.graphs import batching as gb  # noqa: E402
-from jaxcompress.ssl import span_cache  # noqa: E402
-from jaxcompress.ssl import span  # noqa: E402
+from jaxcompress.ssl import span, span_cache  # noqa: E402
 from tests.ssl import span_numpy_reference as ref  # noqa: E402
 
 

@@ -214,8 +214,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         return 0
     if not args.workdir:
         raise UserError("compress needs --workdir DIR: a `jaxcompress train` work directory")
-    from jaxcompress.workflows.compress_workdir import compress_workdir
     from jaxcompress.compress.report import markdown_table
+    from jaxcompress.workflows.compress_workdir import compress_workdir
 
     report = compress_workdir(args.workdir, args.methods, args.settings, args.out)
     print(markdown_table([report]), end="")

@@ -30,6 +30,6 @@ def run_demo(out: str, *, quick: bool = False, quiet: bool = False, overrides: S
     print(f"Claim 1 (larger models reach a given loss in fewer steps): "
           f"{'supported' if one['supported_steps'] else 'not supported'} by this run; "
           f"claim 2 (compressed large beats lightly compressed small at equal size): "
-          f"{'supported' if two['supported'] else 'not supported'}.")
+          f"{two['verdict']} (differences beyond 2 standard errors count).")
     print(f"Report: {out_dir / 'report.md'}; plots: {', '.join(str(out_dir / p) for p in results['plots'])}")
     return results

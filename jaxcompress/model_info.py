@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 from jaxcompress import data as data_lib
-from jaxcompress.train.config import Config
 from jaxcompress.train.build import make_task
+from jaxcompress.train.config import Config
 
 
 def model_info(config: Config) -> dict[str, Any]:

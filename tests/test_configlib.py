@@ -6,7 +6,6 @@ from jaxcompress import configlib as C
 from jaxcompress import configs
 from jaxcompress.errors import ConfigError
 
-
 #: Presets that need a path only the user can give (the run they build on).
 NEEDS_A_PATH = {"ofa-speech-probe": "model.upstream"}
 

@@ -38,11 +38,10 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcompress.configlib import option
-from jaxcompress.nn.cnn import CNNConfig
 from jaxcompress.errors import CheckpointError, ConfigError
+from jaxcompress.nn.cnn import CNNConfig
 
 # ----------------------------------------------------------------------------
 # Config
@@ -187,9 +186,6 @@ def module_paths(model: Any, variables: dict[str, Any], inputs: Any) -> list[str
         if len(names) > 1 and names[-1] == "__call__":
             paths.append("/".join(names[:-1]))
     return paths
-
-
-
 
 
 def load_compressed_params(directory: str | pathlib.Path) -> tuple[Any, Any]:

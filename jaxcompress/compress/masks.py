@@ -80,6 +80,7 @@ def _kth_smallest_key(keys: jax.Array, k: jax.Array) -> jax.Array:
     return low
 
 
+@jax.jit  # one compiled program per leaf shape; one-shot pruning calls it eagerly, leaf by leaf
 def _keep_top(score: jax.Array, sparsity: jax.Array) -> jax.Array:
     """Mask keeping the highest-scoring ``1 - sparsity`` of one leaf, exactly.
 

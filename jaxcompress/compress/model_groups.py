@@ -6,10 +6,10 @@ from typing import Any
 
 from jaxcompress.compress.paths import map_with_path
 from jaxcompress.compress.unit_groups import UnitGroup, register_groups
-from jaxcompress.nn.cnn import CNNConfig
-from jaxcompress.nn.mlp import MLPConfig
 from jaxcompress.data.text.tokenizer import SPECIAL_TOKENS
 from jaxcompress.nn.albert import AlbertConfig
+from jaxcompress.nn.cnn import CNNConfig
+from jaxcompress.nn.mlp import MLPConfig
 
 _FFN_IN = "ffn/intermediate/kernel"
 _QUERY = "attention/query/kernel"

@@ -8,7 +8,7 @@ their update into ``-w``.
 
 Example::
 
-    pruner = Pruner(score="magnitude", schedule=Schedule("gradual", 0.9, 0, 1000))
+    pruner = Pruner(method="magnitude", sparsity=0.9, schedule="gradual", end_step=1000)
     tx = wrap(optax.adamw(1e-3), pruner)
 
 References:
@@ -27,29 +27,46 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcompress.configlib import option
 from jaxcompress.compress import masks as M
 from jaxcompress.compress.artifact import Compressed, register_decoder
 from jaxcompress.compress.methods import register_method
 from jaxcompress.compress.paths import map_with_path, select
-from jaxcompress.compress.schedules import Schedule
+from jaxcompress.compress.schedules import KINDS, Schedule
 from jaxcompress.compress.storage import bitmask, dense
+from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError
 
 SCOPES = ("layerwise", "global")
 
 
-
 @dataclasses.dataclass
-class PruneConfig:
-    """Pruning during training (through the optimiser); ``method=none`` trains dense."""
+class Pruner:
+    """What to prune, how to score it, and when: the ``prune.*`` options of a run.
 
-    method: str = option("none", help="score", choices=("none", "magnitude", "random", "saliency",
-                                                        "movement", "soft_movement"))
+    Attributes:
+      method: ``none`` (dense), ``magnitude``, ``random``, ``saliency``
+        (|w * grad|), ``movement`` (accumulated ``-grad * w``, top-k) or
+        ``soft_movement`` (accumulated scores above ``threshold``; sparsity
+        follows from the scores and an L1 pull ``soft_l1``, not a target).
+      sparsity: final fraction of zeros in the selected leaves.
+      scope: ``layerwise`` (each leaf exactly at the target) or ``global``
+        (one threshold over all selected leaves).
+      schedule, start_step, end_step, frequency, rounds: when masks change
+        (see :class:`~jaxcompress.compress.schedules.Schedule`);
+        ``end_step=-1`` means 3/4 of training and needs ``total_steps``.
+      n, m: N:M structured sparsity along the input dimension when ``m > 0``
+        (``sparsity`` is then ignored: it is ``1 - n/m``).
+      include, exclude: regexes over parameter paths (``a|b`` for several).
+      seed: randomness of ``random`` scores.
+
+    References:
+      Zhu & Gupta, arXiv 1710.01878; Sanh, Wolf & Rush, NeurIPS 2020.
+    """
+
+    method: str = option("none", help="score", choices=("none",) + M.SCORES)
     sparsity: float = option(0.5, help="final fraction of zeros in the selected leaves", min=0.0, max=0.999)
-    scope: str = option("layerwise", help="one target per leaf or one global threshold",
-                        choices=("layerwise", "global"))
-    schedule: str = option("gradual", help="when masks change", choices=("one_shot", "iterative", "gradual"))
+    scope: str = option("layerwise", help="one target per leaf or one global threshold", choices=SCOPES)
+    schedule: str = option("gradual", help="when masks change", choices=KINDS)
     start_step: int = option(0, help="first mask update", min=0)
     end_step: int = option(-1, help="last mask update (-1: 3/4 of training)", min=-1)
     frequency: int = option(100, help="gradual: steps between mask updates", min=1)
@@ -58,66 +75,53 @@ class PruneConfig:
     m: int = option(0, help="M of N:M sparsity; 0 disables", min=0)
     include: str = option(".*", help="regex over parameter paths to prune")
     exclude: str = option("", help="regex over parameter paths never to prune")
+    seed: int = option(0, help="random: seed of the scores", min=0)
     threshold: float = option(0.0, help="soft_movement: keep scores >= threshold")
     soft_l1: float = option(0.0, help="soft_movement: L1 pull on sigmoid(scores)", min=0.0)
 
+    def __post_init__(self) -> None:
+        self.validate("prune.")
+
     def validate(self, prefix: str) -> None:
+        if self.method != "none" and self.method not in M.SCORES:
+            raise ConfigError(f"{prefix}method must be one of none, {', '.join(M.SCORES)}, got {self.method!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"{prefix}scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
         if self.m and not 0 < self.n < self.m:
             raise ConfigError(f"config keys '{prefix}n' and '{prefix}m' need 0 < n < m, got {self.n}:{self.m}")
 
-@dataclasses.dataclass(frozen=True)
-class Pruner:
-    """What to prune, how to score it, and when.
-
-    Attributes:
-      score: one of ``magnitude``, ``random``, ``saliency`` (|w * grad|),
-        ``movement`` (accumulated ``-grad * w``, top-k), ``soft_movement``
-        (accumulated scores above ``threshold``; sparsity follows from the
-        scores and an L1 pull ``soft_l1`` instead of a fixed target).
-      schedule: when and to what sparsity masks are recomputed.
-      scope: ``layerwise`` (each leaf exactly at the target) or ``global``
-        (one threshold over all selected leaves).
-      include, exclude: regexes over parameter paths (see ``paths.select``).
-      n, m: N:M structured sparsity along the input dimension when ``m > 0``
-        (the schedule's sparsity is then ignored: it is ``1 - n/m``).
-      seed: randomness of ``random`` scores.
-      threshold, soft_l1: soft movement's score threshold and L1 strength.
-    """
-
-    score: str = "magnitude"
-    schedule: Schedule = Schedule("one_shot", 0.5)
-    scope: str = "layerwise"
-    include: tuple[str, ...] = (".*",)
-    exclude: tuple[str, ...] = ()
-    n: int = 0
-    m: int = 0
-    seed: int = 0
-    threshold: float = 0.0
-    soft_l1: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.score not in M.SCORES:
-            raise ConfigError(f"prune.method must be one of {', '.join(M.SCORES)}, got {self.score!r}")
-        if self.scope not in SCOPES:
-            raise ConfigError(f"prune.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
-        if self.m:
-            M.check_n_m(self.n, self.m)
-
     @property
     def uses_scores(self) -> bool:
-        return self.score in ("movement", "soft_movement")
+        return self.method in ("movement", "soft_movement")
 
-    def masks_for(self, scores: Any, step: jax.Array) -> Any:
-        """Masks from scores at the schedule's current target."""
+    def resolved(self, total_steps: int | None) -> Pruner:
+        """A copy with ``end_step=-1`` replaced by 3/4 of ``total_steps``."""
+        if self.end_step >= 0 or self.schedule == "one_shot":
+            return dataclasses.replace(self)
+        if total_steps is None:
+            raise ConfigError("prune.end_step=-1 (3/4 of training) needs the run's total steps: "
+                              "pass total_steps or set end_step")
+        return dataclasses.replace(self, end_step=max(int(0.75 * total_steps), self.start_step + 1))
+
+    def sparsity_schedule(self) -> Schedule:
+        """The target-sparsity schedule (``end_step`` must be resolved)."""
+        end = max(self.end_step, 0)
+        return Schedule(self.schedule, self.sparsity, self.start_step, end, self.frequency, self.rounds)
+
+    def masks_for(self, scores: Any, target: jax.Array) -> Any:
+        """Masks from scores at sparsity ``target`` (N:M and soft movement ignore it)."""
         if self.m:
             return M.tree_map_masked(
                 lambda _, s: M.n_m_mask(s, self.n, self.m, axis=-2 if s.ndim >= 2 else 0), scores, scores)
-        if self.score == "soft_movement":
+        if self.method == "soft_movement":
             return M.tree_map_masked(lambda _, s: s >= self.threshold, scores, scores)
-        target = self.schedule.target(step)
         if self.scope == "global":
             return M.global_masks(scores, target)
         return M.layerwise_masks(scores, target)
+
+    def rules(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``include`` and ``exclude`` as regex tuples ('' means none)."""
+        return _as_rules(self.include), _as_rules(self.exclude)
 
 
 class PruneState(NamedTuple):
@@ -129,12 +133,22 @@ class PruneState(NamedTuple):
     count: jax.Array
 
 
-def wrap(tx: optax.GradientTransformation, pruner: Pruner) -> optax.GradientTransformationExtraArgs:
-    """Adds masks, scores and a schedule to ``tx``; pruned weights stay exactly zero."""
+def wrap(tx: optax.GradientTransformation, pruner: Pruner,
+         total_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
+    """Adds masks, scores and a schedule to ``tx``; pruned weights stay exactly zero.
+
+    ``total_steps`` resolves ``pruner.end_step=-1``; the pruner is copied, so
+    changing it afterwards does not change the wrapper.
+    """
+    if pruner.method == "none":
+        raise ConfigError("prune.method is 'none': choose a score to prune with")
+    pruner = pruner.resolved(total_steps)
+    schedule = pruner.sparsity_schedule()
+    include, exclude = pruner.rules()
     inner = optax.with_extra_args_support(tx)
 
     def init(params: Any) -> PruneState:
-        selection = select(params, pruner.include, pruner.exclude, field="prune.include")
+        selection = select(params, include, exclude, field="prune.include")
         masks = M.ones_like_selected(params, selection)
         scores = (M.tree_map_masked(lambda _, p: jnp.zeros(p.shape, jnp.float32), masks, params)
                   if pruner.uses_scores else None)
@@ -155,18 +169,18 @@ def wrap(tx: optax.GradientTransformation, pruner: Pruner) -> optax.GradientTran
             scores = M.tree_map_masked(accumulate, state.masks, scores, grads, params)
 
         def recompute() -> Any:
-            if pruner.score == "magnitude":  # of the weights this update produces
+            if pruner.method == "magnitude":  # of the weights this update produces
                 current = M.magnitude_scores(optax.apply_updates(params, updates), state.masks)
-            elif pruner.score == "random":
+            elif pruner.method == "random":
                 current = M.random_scores(params, state.masks,
                                           jax.random.fold_in(jax.random.key(pruner.seed), state.count))
-            elif pruner.score == "saliency":
+            elif pruner.method == "saliency":
                 current = M.saliency_scores(params, grads, state.masks)
             else:
                 current = scores
-            return pruner.masks_for(current, state.count)
+            return pruner.masks_for(current, schedule.target(state.count))
 
-        masks = jax.lax.cond(pruner.schedule.is_update(state.count) | (pruner.score == "soft_movement"),
+        masks = jax.lax.cond(schedule.is_update(state.count) | (pruner.method == "soft_movement"),
                              recompute, lambda: state.masks)
         # Pruned weights end the step at exactly zero.
         updates = jax.tree.map(lambda u, p, m: u if m is None else jnp.where(m, u, -p),
@@ -207,22 +221,22 @@ def encode_sparse(path: str, value: np.ndarray) -> tuple[Any, tuple[str, dict[st
 
 
 def prune_params(params: Any, pruner: Pruner, grads: Any | None = None) -> tuple[Any, Any]:
-    """One-shot: masks at the schedule's final sparsity, and the masked params."""
-    selection = select(params, pruner.include, pruner.exclude, field="include")
+    """One-shot: masks at ``pruner.sparsity`` (whatever its schedule), and the masked params."""
+    include, exclude = pruner.rules()
+    selection = select(params, include, exclude, field="include")
     masks = M.ones_like_selected(params, selection)
-    if pruner.score == "magnitude":
+    if pruner.method == "magnitude":
         scores = M.magnitude_scores(params, masks)
-    elif pruner.score == "random":
+    elif pruner.method == "random":
         scores = M.random_scores(params, masks, jax.random.key(pruner.seed))
-    elif pruner.score == "saliency":
+    elif pruner.method == "saliency":
         if grads is None:
             raise ConfigError("saliency pruning needs gradients; use magnitude or random for one-shot pruning")
         scores = M.saliency_scores(params, grads, masks)
     else:
-        raise ConfigError(f"{pruner.score} pruning learns scores during training: use it through "
-                          f"`jaxcompress train ... --set prune.method={pruner.score}`")
-    one_shot = dataclasses.replace(pruner, schedule=Schedule("one_shot", pruner.schedule.sparsity))
-    masks = one_shot.masks_for(scores, jnp.asarray(0))
+        raise ConfigError(f"{pruner.method} pruning learns scores during training: use it through "
+                          f"`jaxcompress train ... --set prune.method={pruner.method}`")
+    masks = pruner.masks_for(scores, jnp.asarray(pruner.sparsity, jnp.float32))
     return masks, M.apply_masks(params, masks)
 
 
@@ -235,9 +249,9 @@ def prune_step(artifact: Compressed, options: dict[str, Any]) -> Compressed:
         raise ConfigError(f"unknown prune option {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}")
     sparsity = float(options.get("sparsity", 0.5))
     M.check_sparsity(sparsity, "prune.sparsity")
-    pruner = Pruner(score=options.get("method", "magnitude"), schedule=Schedule("one_shot", sparsity),
-                    scope=options.get("scope", "layerwise"), include=_as_rules(options.get("include", ".*")),
-                    exclude=_as_rules(options.get("exclude", ())), n=int(options.get("n", 0)),
+    pruner = Pruner(method=options.get("method", "magnitude"), sparsity=sparsity, schedule="one_shot",
+                    scope=options.get("scope", "layerwise"), include=_joined(options.get("include", ".*")),
+                    exclude=_joined(options.get("exclude", "")), n=int(options.get("n", 0)),
                     m=int(options.get("m", 0)), seed=int(options.get("seed", 0)))
     masks, pruned = prune_params(jax.tree.map(jnp.asarray, artifact.params), pruner)
     pruned = jax.tree.map(np.asarray, pruned)
@@ -245,8 +259,9 @@ def prune_step(artifact: Compressed, options: dict[str, Any]) -> Compressed:
     for (path, leaf), mask in zip(_flat(pruned), jax.tree.leaves(masks, is_leaf=lambda x: x is None)):
         if mask is not None:
             updates[path] = encode_sparse(path, leaf)
-    step = {"method": "prune", "score": pruner.score, "sparsity": sparsity, "scope": pruner.scope,
-            "n": pruner.n, "m": pruner.m, "include": list(pruner.include), "exclude": list(pruner.exclude)}
+    include, exclude = pruner.rules()
+    step = {"method": "prune", "score": pruner.method, "sparsity": sparsity, "scope": pruner.scope,
+            "n": pruner.n, "m": pruner.m, "include": list(include), "exclude": list(exclude)}
     return artifact.with_leaves(step, pruned, updates)
 
 
@@ -256,17 +271,11 @@ def _flat(tree: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def _as_rules(value: Any) -> tuple[str, ...]:
-    """One regex (use ``a|b`` for alternatives) or a sequence of them; '' means none."""
-    if isinstance(value, str):
-        return (value,) if value else ()
-    return tuple(value)
+def _as_rules(value: str) -> tuple[str, ...]:
+    """One regex (use ``a|b`` for alternatives); '' means none."""
+    return (value,) if value else ()
 
 
-def pruner_from_config(cfg: Any, total_steps: int) -> Pruner:
-    """A :class:`Pruner` from a ``PruneConfig`` (``end_step=-1``: 3/4 of training)."""
-    end = cfg.end_step if cfg.end_step >= 0 else max(int(0.75 * total_steps), cfg.start_step + 1)
-    schedule = Schedule(cfg.schedule, cfg.sparsity, cfg.start_step, end, cfg.frequency, cfg.rounds)
-    return Pruner(score=cfg.method, schedule=schedule, scope=cfg.scope, include=_as_rules(cfg.include),
-                  exclude=_as_rules(cfg.exclude), n=cfg.n, m=cfg.m, threshold=cfg.threshold,
-                  soft_l1=cfg.soft_l1)
+def _joined(value: Any) -> str:
+    """A regex string from one regex or a sequence of alternatives."""
+    return value if isinstance(value, str) else "|".join(f"(?:{rule})" for rule in value)

@@ -34,7 +34,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import math
 from typing import Any, Callable
@@ -44,13 +43,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcompress.configlib import option
 from jaxcompress.compress import options as opt
 from jaxcompress.compress.artifact import Compressed, register_decoder
 from jaxcompress.compress.methods import register_method
 from jaxcompress.compress.packing import pack_bits, pack_mask, packed_nbytes, unpack_bits, unpack_mask
 from jaxcompress.compress.paths import map_with_path, select
 from jaxcompress.compress.storage import LeafStorage
+from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -61,7 +60,6 @@ LOSSY_CODECS = ("quant", "binary", "ternary", "codebook", "hashed")
 
 # ----------------------------------------------------------------------------
 # Reference numerics
-
 
 
 @dataclasses.dataclass
@@ -88,6 +86,7 @@ class QuantConfig:
         if self.qat == "qwix" and self.exclude:
             raise ConfigError(f"config key '{prefix}exclude' is not supported with qwix; narrow "
                               f"'{prefix}include' instead")
+
 
 def int_range(bits: int, symmetric: bool) -> tuple[int, int]:
     """Integer grid ``[qmin, qmax]``: ``±(2^(b-1) - 1)`` symmetric (zero exact, balanced), ``[0, 2^b - 1]`` affine."""

@@ -17,12 +17,10 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from typing import Any, Callable
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

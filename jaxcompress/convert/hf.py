@@ -44,7 +44,7 @@ import os
 import pathlib
 import re
 import warnings
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import flax.linen as nn
 import jax

@@ -7,8 +7,13 @@ References:
   "How Powerful are Graph Neural Networks?", ICLR 2019; Kipf & Welling, ICLR 2017.
 """
 
-from jaxcompress.nn.albert import (AlbertConfig, AlbertEncoder, AlbertForPreTraining,
-                                   AlbertForSequenceClassification, AlbertForTokenClassification)
+from jaxcompress.nn.albert import (
+                                   AlbertConfig,
+                                   AlbertEncoder,
+                                   AlbertForPreTraining,
+                                   AlbertForSequenceClassification,
+                                   AlbertForTokenClassification,
+)
 from jaxcompress.nn.classifiers import build_classifier
 from jaxcompress.nn.cnn import CNNClassifier, CNNConfig
 from jaxcompress.nn.graph import GCNLayer, GINLayer, GraphEncoder, ProjectionHead

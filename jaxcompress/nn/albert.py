@@ -49,8 +49,7 @@ import numpy as np
 
 from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError, DataError
-from jaxcompress.nn.transformer import (ACTIVATIONS, HIDDEN_AXES, REMAT_POLICIES, SHARING_MODES, StackSpec,
-                                        layer_stack)
+from jaxcompress.nn.transformer import ACTIVATIONS, HIDDEN_AXES, REMAT_POLICIES, SHARING_MODES, StackSpec, layer_stack
 
 DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 

@@ -12,9 +12,7 @@ because compression rules and distillation feature taps select them by path.
 
 from __future__ import annotations
 
-
 import dataclasses
-
 from typing import Sequence
 
 import flax.linen as nn
@@ -25,7 +23,6 @@ from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError
 
 CONV_AXES = (None, None, "conv_in", "conv_out")
-
 
 
 @dataclasses.dataclass
@@ -42,6 +39,7 @@ class CNNConfig:
             raise ConfigError(
                 f"config key '{prefix}channels' must be a non-empty list of positive widths, "
                 f"got {self.channels!r}")
+
 
 def conv(features: int, kernel_size: int, name: str) -> nn.Conv:
     """A ``SAME``-padded conv whose kernel and bias carry logical axis names."""

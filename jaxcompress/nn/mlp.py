@@ -8,11 +8,7 @@ shard it.
 
 from __future__ import annotations
 
-
-from jaxcompress.configlib import option
-from jaxcompress.errors import ConfigError
 import dataclasses
-
 from typing import Sequence
 
 import flax.linen as nn

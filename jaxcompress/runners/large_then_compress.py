@@ -204,6 +204,11 @@ def _finetune(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     return train(config, workdir, quiet=quiet)
 
 
+#: The sweep's report reads accuracy and bytes; each row's latency (kept in its
+#: report.json) is a median of this many forward passes, not the default 30.
+LATENCY_REPEATS = 5
+
+
 def recipes(cfg: LargeThenCompressConfig) -> list[tuple[str, list[str], list[str]]]:
     """(label, methods, settings) for each compression level, lightest first."""
     include = f"prune.include={cfg.include}"
@@ -231,9 +236,10 @@ def _compress(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
         if report is None:
             if trained is None:
                 trained = load_trained(out / "finetune" / row["size"])
-                baseline = evaluate_params(trained.config, trained.params)
+                baseline = evaluate_params(trained.config, trained.params, LATENCY_REPEATS)
             report = compress_workdir(out / "finetune" / row["size"], methods, settings, target,
-                                      name=f"{row['size']} {label}", baseline_eval=baseline, trained=trained)
+                                      name=f"{row['size']} {label}", baseline_eval=baseline, trained=trained,
+                                      latency_repeats=LATENCY_REPEATS)
         report["size"], report["level"] = row["size"], label
         reports.append(report)
         if not quiet:
@@ -301,8 +307,19 @@ def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return frontier
 
 
-def claim_two(rows: list[dict[str, Any]], reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Do heavily compressed large models beat lightly compressed small ones at equal size?"""
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on ``n`` examples."""
+    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(n, 1))
+
+
+def claim_two(rows: list[dict[str, Any]], reports: list[dict[str, Any]], n_eval: int) -> dict[str, Any]:
+    """Do heavily compressed large models beat lightly compressed small ones at equal size?
+
+    Each lightly compressed (dense, int8) smallest-size model is compared with the
+    most accurate larger model stored in at most as many bytes; a difference counts
+    only beyond two standard errors of the difference (``n_eval`` examples each,
+    treated as independent, which overstates the noise of a paired comparison).
+    """
     params = {r["size"]: r["params"] for r in rows}
     points = [{"size": r["size"], "level": r["level"], "bytes": r["bytes"]["after"],
                "accuracy": r["metrics_after"].get("accuracy", math.nan)} for r in reports]
@@ -312,12 +329,22 @@ def claim_two(rows: list[dict[str, Any]], reports: list[dict[str, Any]]) -> dict
     for p in light:
         rivals = [q for q in points if params[q["size"]] > params[smallest] and q["bytes"] <= p["bytes"]]
         best = max(rivals, key=lambda q: q["accuracy"], default=None)
-        comparisons.append({"small": p, "best_larger_at_most_as_big": best,
-                            "larger_wins": best is not None and best["accuracy"] > p["accuracy"]})
+        if best is None:
+            outcome, diff, se = "no larger model that small", math.nan, math.nan
+        else:
+            diff = best["accuracy"] - p["accuracy"]
+            se = math.hypot(standard_error(best["accuracy"], n_eval), standard_error(p["accuracy"], n_eval))
+            outcome = ("larger wins" if diff > 2 * se else "smaller wins" if diff < -2 * se
+                       else "within noise")
+        comparisons.append({"small": p, "best_larger_at_most_as_big": best, "difference": diff,
+                            "difference_se": se, "outcome": outcome})
+    outcomes = [c["outcome"] for c in comparisons]
+    verdict = ("supported" if outcomes and all(o == "larger wins" for o in outcomes) else
+               "contradicted" if "smaller wins" in outcomes else "not shown")
     frontier = pareto(points)
-    return {"comparisons": comparisons, "frontier": frontier,
+    return {"comparisons": comparisons, "frontier": frontier, "n_eval": n_eval,
             "frontier_from_larger": sum(params[p["size"]] > params[smallest] for p in frontier),
-            "supported": bool(comparisons) and all(c["larger_wins"] for c in comparisons)}
+            "verdict": verdict, "supported": verdict == "supported"}
 
 
 def _plots(rows: list[dict[str, Any]], reports: list[dict[str, Any]], out: pathlib.Path) -> list[str]:
@@ -353,6 +380,10 @@ def _plots(rows: list[dict[str, Any]], reports: list[dict[str, Any]], out: pathl
     return ["loss_vs_compute.png", "accuracy_vs_size.png"]
 
 
+def _with_se(accuracy: float, n: int) -> str:
+    return f"{accuracy:.3f} ± {standard_error(accuracy, n):.3f}"
+
+
 def _training_minutes(pretrain: dict[str, dict], finetune: dict[str, dict]) -> float:
     return sum(summary["wall_time_s"] for summary in (*pretrain.values(), *finetune.values())) / 60
 
@@ -360,6 +391,7 @@ def _training_minutes(pretrain: dict[str, dict], finetune: dict[str, dict]) -> f
 def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrain: dict[str, dict],
                finetune: dict[str, dict], reports: list[dict[str, Any]], one: dict[str, Any],
                two: dict[str, Any], wall_s: float, baseline: dict[str, Any]) -> str:
+    n = baseline["eval_examples"]
     lines = ["# Train large, then compress", "",
              f"Budget: {cfg.budget_tflops} TFLOPs of pretraining per size (XLA's cost analysis of the "
              f"lowered train step at batch {cfg.batch_size} x {cfg.seq_length} tokens, heads and backward "
@@ -368,22 +400,24 @@ def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrai
              f"{_training_minutes(pretrain, finetune):.1f} min of pretraining and fine-tuning runs, "
              f"{wall_s / 60:.1f} min for this invocation (which skips stages an earlier one finished).", "",
              "## Sizes", "",
-             "| size | params | steps in budget | final MLM loss | SOP acc | wall-clock (s) | downstream acc |",
+             "| size | params | steps in budget | final MLM loss | SOP acc | wall-clock (s) | downstream acc ± SE |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         p, f = pretrain[r["size"]], finetune[r["size"]]
         lines.append(f"| {r['size']} | {r['params']:,} | {r['steps']} | "
                      f"{p['train_metrics'].get('mlm_loss', math.nan):.3f} | "
                      f"{p['eval_metrics'].get('sop_accuracy', math.nan):.3f} | {p['wall_time_s']:.0f} | "
-                     f"{f['eval_metrics'].get('accuracy', math.nan):.3f} |")
+                     f"{_with_se(f['eval_metrics'].get('accuracy', math.nan), n)} |")
     lines.append(f"| bag of words (baseline) | - | - | - | - | {baseline['wall_time_s']:.0f} | "
-                 f"{baseline['accuracy']:.3f} |")
-    lines += ["", f"Downstream: validation accuracy of the fine-tuned encoder; the majority class scores "
+                 f"{_with_se(baseline['accuracy'], n)} |")
+    lines += ["", f"Downstream: accuracy on the {n} {cfg.finetune_preset} evaluation examples; SE is the "
+              f"binomial standard error sqrt(p(1-p)/n); the majority class scores "
               f"{baseline['majority_rate']:.3f}. Baseline: {baseline['recipe']}."]
     lines += ["", "## Compression", "", "| size | level | accuracy | bytes | alpha | nonzeros |", "|---|---|---|---|---|---|"]
     for r in reports:
         lines.append(f"| {r['size']} | {r['level']} | {r['metrics_after'].get('accuracy', math.nan):.4f} | "
                      f"{r['bytes']['after']:,} | {r['alpha']:.2f}x | {r['nonzeros']['after']:,} |")
+
     def reached(v: dict[str, Any] | None) -> str:
         return "never" if v is None else f"step {v['step']} / {v['flops'] / 1e12:.2f} TFLOPs"
 
@@ -403,11 +437,12 @@ def _report_md(cfg: LargeThenCompressConfig, rows: list[dict[str, Any]], pretrai
         small, best = c["small"], c["best_larger_at_most_as_big"]
         rival = ("no larger model compresses to that size" if best is None else
                  f"best larger model at <= that size: {best['size']} {best['level']}, accuracy "
-                 f"{best['accuracy']:.4f} at {best['bytes']:,} bytes")
+                 f"{best['accuracy']:.4f} at {best['bytes']:,} bytes; difference {c['difference']:+.3f} "
+                 f"± {c['difference_se']:.3f} (SE)")
         lines.append(f"- {small['size']} {small['level']} ({small['accuracy']:.4f} at {small['bytes']:,} bytes): "
-                     f"{rival} -> {'larger wins' if c['larger_wins'] else 'smaller wins'}")
-    lines += ["", f"Verdict: **{'supported' if two['supported'] else 'not supported'}** by this run; "
-              f"{two['frontier_from_larger']} of the {len(two['frontier'])} Pareto-optimal points "
+                     f"{rival} -> {c['outcome']}")
+    lines += ["", f"Verdict: **{two['verdict']}** by this run (a comparison counts beyond 2 SE of the "
+              f"difference); {two['frontier_from_larger']} of the {len(two['frontier'])} Pareto-optimal points "
               f"(bytes vs accuracy) come from models larger than the smallest.", "",
               "Plots: `loss_vs_compute.png` (loss vs FLOPs and wall-clock per size), `accuracy_vs_size.png`."]
     return "\n".join(lines) + "\n"
@@ -436,8 +471,8 @@ def run_large_then_compress(cfg: LargeThenCompressConfig, out: pathlib.Path, qui
         if not quiet:
             print(f"[compress] {r['size']}", flush=True)
         reports += _compress(r, cfg, out, quiet)
-    one, two = claim_one(rows, out), claim_two(rows, reports)
     baseline = downstream_baseline(cfg)
+    one, two = claim_one(rows, out), claim_two(rows, reports, baseline["eval_examples"])
     if not quiet:
         print(f"[baseline] bag of words: accuracy {baseline['accuracy']:.4f} (majority class "
               f"{baseline['majority_rate']:.4f})", flush=True)

@@ -41,6 +41,7 @@ from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.ssl import ofa_eval
 from jaxcompress.ssl.ofa import BASE_FRAME_MS
 from jaxcompress.ssl.ofa_probe import PROBE_TARGETS
+from jaxcompress.ssl.probe import HeadFit
 from jaxcompress.train import train
 
 _TARGETS = tuple(PROBE_TARGETS)
@@ -172,11 +173,11 @@ def _grid_rows(settings: OFASpeechSettings, name: str, workdir: pathlib.Path, la
     return rows
 
 
-def _probe_settings(settings: OFASpeechSettings, level: str) -> ofa_eval.ProbeSettings:
+def _probe_settings(settings: OFASpeechSettings, level: str) -> HeadFit:
     """Utterance heads converge in a few hundred steps; CTC heads need more steps and a larger rate."""
     steps, lr = ((settings.probe_steps, settings.probe_lr) if level == "utterance"
                  else (settings.sequence_probe_steps, settings.sequence_probe_lr))
-    return ofa_eval.ProbeSettings(steps=steps, learning_rate=lr, eval_every=max(steps // 4, 1))
+    return HeadFit(steps=steps, learning_rate=lr, eval_every=max(steps // 4, 1))
 
 
 def _grid_row(name: str, target: str, lam: float, fit: dict[str, Any], test: ofa_eval.Encoded, config: Any,

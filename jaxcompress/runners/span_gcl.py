@@ -40,12 +40,11 @@ import numpy as np
 
 from jaxcompress import data as data_lib
 from jaxcompress.configlib import apply_overrides
-from jaxcompress.errors import CheckpointError
+from jaxcompress.configs.gcl import gcl_config
 from jaxcompress.data.graphs import batching as gb
+from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.ssl import probe as probe_lib
 from jaxcompress.ssl import robustness
-from jaxcompress.runners import RunRequest, register_experiment
-from jaxcompress.configs.gcl import gcl_config
 from jaxcompress.ssl.gcl import GCLConfig
 from jaxcompress.tasks.gcl import GraphContrastiveTask
 from jaxcompress.train.checkpoint import restore_params

@@ -24,12 +24,12 @@ import pathlib
 from typing import Any
 
 from jaxcompress.compress.methods import method_names
-from jaxcompress.workflows.compress_workdir import compress_workdir, evaluate_params, load_trained
 from jaxcompress.compress.report import markdown_table, plot_accuracy_vs_size
 from jaxcompress.configlib import apply_overrides
 from jaxcompress.configs import get_preset
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.train import train
+from jaxcompress.workflows.compress_workdir import compress_workdir, evaluate_params, load_trained
 
 # (family, label, methods in order, --set options)
 RECIPES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -101,10 +101,10 @@ def _distilled(label: str, channels: tuple[int, ...], hidden: int, from_separabl
 
     from jaxcompress.compress.artifact import Compressed
     from jaxcompress.compress.distill import DistillConfig
-    from jaxcompress.train.checkpoint import restore_params
     from jaxcompress.compress.methods import get_method
-    from jaxcompress.workflows.compress_workdir import evaluate_params
     from jaxcompress.compress.report import compression_report
+    from jaxcompress.train.checkpoint import restore_params
+    from jaxcompress.workflows.compress_workdir import evaluate_params
 
     workdir = out / "distilled" / _slug(label)
     teacher_model = trained.config.model

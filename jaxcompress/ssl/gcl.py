@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from jaxcompress.data.graphs import batching as gb
-from jaxcompress.nn.graph import GraphEncoder, ProjectionHead
 from jaxcompress.configlib import option
+from jaxcompress.data.graphs import batching as gb
 from jaxcompress.errors import ConfigError
+from jaxcompress.nn.graph import GraphEncoder, ProjectionHead
 from jaxcompress.ssl import gcl_losses, span
 from jaxcompress.ssl.graph_augment import TOPOLOGY, augment
 

@@ -24,13 +24,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxcompress.data import Source
 from jaxcompress.nn.speech import SpeechEncoder, SpeechEncoderConfig
 from jaxcompress.speech.batching import model_inputs
 from jaxcompress.ssl.ofa import BASE_FRAME_MS
 from jaxcompress.ssl.ofa_probe import ProbeHead, ProbeTarget, num_outputs, probe_losses
+from jaxcompress.ssl.probe import HeadFit, fit_head
 
 
 @dataclasses.dataclass
@@ -135,77 +135,30 @@ def score(target: ProbeTarget, stats: dict[str, np.ndarray]) -> float:
     return float(np.sum(stats["edits"]) / max(np.sum(stats["ref_length"]), 1.0))
 
 
-def better(target: ProbeTarget, a: float, b: float) -> bool:
-    """Whether score ``a`` beats ``b`` (accuracy up, error rate down)."""
-    return a > b if target.level == "utterance" else a < b
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeSettings:
-    """How a probe head is fitted on frozen features."""
-
-    steps: int = 400
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    eval_every: int = 100
-    head_hidden: int = 0
-    seed: int = 0
-
-
 def fit_probe(target: ProbeTarget, num_labels: int, train: Encoded, validation: Encoded, test: Encoded,
-              settings: ProbeSettings = ProbeSettings()) -> dict[str, Any]:
-    """Trains a probe head with Adam; keeps the head that scores best on ``validation``.
+              settings: HeadFit = HeadFit(), head_hidden: int = 0) -> dict[str, Any]:
+    """Trains ``target``'s probe head on frozen features (:func:`~jaxcompress.ssl.probe.fit_head`).
 
     Returns:
         ``{"validation": score, "test": score, "best_step": int}`` with scores from :func:`score`.
     """
-    head = ProbeHead(num_outputs(target, num_labels), target.level, settings.head_hidden)
+    head = ProbeHead(num_outputs(target, num_labels), target.level, head_hidden)
     params = head.init(jax.random.key(settings.seed), jnp.asarray(train.hidden[:1]),
                        jnp.asarray(train.mask[:1]))["params"]
-    tx = optax.adam(settings.learning_rate)
-    opt_state = tx.init(params)
 
     def per_example(p: Any, hidden: jax.Array, mask: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
         return probe_losses(target, head.apply({"params": p}, hidden, mask), mask, labels)
 
-    @jax.jit
-    def step(p: Any, state: Any, hidden: jax.Array, mask: jax.Array, labels: jax.Array) -> tuple[Any, Any]:
-        def loss_fn(q: Any) -> jax.Array:
-            stats = per_example(q, hidden, mask, labels)
-            if target.level == "sequence":
-                return stats["loss"].sum() / jnp.maximum(stats["feasible"].sum(), 1.0)
-            return stats["loss"].mean()
+    def batch_loss(stats: dict[str, jax.Array]) -> jax.Array:
+        if target.level == "sequence":  # CTC: mean over the feasible utterances
+            return stats["loss"].sum() / jnp.maximum(stats["feasible"].sum(), 1.0)
+        return stats["loss"].mean()
 
-        grads = jax.grad(loss_fn)(p)
-        updates, state = tx.update(grads, state, p)
-        return optax.apply_updates(p, updates), state
+    def arrays(data: Encoded) -> tuple[np.ndarray, ...]:
+        return data.hidden, data.mask, data.labels
 
-    evaluate = jax.jit(per_example)
-
-    def run_eval(p: Any, data: Encoded) -> float:
-        chunks: dict[str, list[np.ndarray]] = {}
-        for start in range(0, data.hidden.shape[0], 256):
-            part = slice(start, start + 256)
-            out = jax.device_get(evaluate(p, data.hidden[part], data.mask[part], data.labels[part]))
-            for k, v in out.items():
-                chunks.setdefault(k, []).append(np.asarray(v))
-        return score(target, {k: np.concatenate(v) for k, v in chunks.items()})
-
-    rng = np.random.default_rng(settings.seed)
-    n = train.hidden.shape[0]
-    order, cursor = rng.permutation(n), 0
-    best = (run_eval(params, validation), params, 0)
-    for i in range(1, settings.steps + 1):
-        if cursor + settings.batch_size > n:
-            order, cursor = rng.permutation(n), 0
-        idx = order[cursor:cursor + settings.batch_size]
-        cursor += settings.batch_size
-        params, opt_state = step(params, opt_state, train.hidden[idx], train.mask[idx], train.labels[idx])
-        if i % settings.eval_every == 0 or i == settings.steps:
-            value = run_eval(params, validation)
-            if better(target, value, best[0]):
-                best = (value, params, i)
-    return {"validation": best[0], "test": run_eval(best[1], test), "best_step": best[2]}
+    return fit_head(params, per_example, batch_loss, lambda stats: score(target, stats), arrays(train),
+                    arrays(validation), arrays(test), settings, higher_is_better=target.level == "utterance")
 
 
 def transformer_flops(lengths: np.ndarray, config: SpeechEncoderConfig) -> float:

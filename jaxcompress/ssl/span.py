@@ -49,7 +49,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcompress.errors import ConfigError
 

@@ -33,11 +33,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxcompress.data._paths import resolve_data_dir
-from jaxcompress.errors import DataError
 from jaxcompress.data.graphs import batching as gb
+from jaxcompress.errors import DataError
 from jaxcompress.ssl import span
 
 CACHE_FOLDER = "jaxcompress_span_cache"

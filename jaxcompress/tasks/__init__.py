@@ -1,7 +1,11 @@
 """Built-in tasks; importing this package registers them with the loop."""
 
-from jaxcompress.tasks import classification  # noqa: F401
-from jaxcompress.tasks import mlm_sop, text_classification  # noqa: F401
-from jaxcompress.tasks import gcl  # noqa: F401
-from jaxcompress.tasks import distillation  # noqa: F401
-from jaxcompress.tasks import ofa_speech, speech_probe  # noqa: F401
+from jaxcompress.tasks import (  # noqa: F401
+    classification,
+    distillation,
+    gcl,
+    mlm_sop,
+    ofa_speech,
+    speech_probe,
+    text_classification,
+)

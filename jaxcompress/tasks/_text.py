@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxcompress.train.checkpoint import restore_params
 from jaxcompress.errors import CheckpointError, ConfigError, DataError
+from jaxcompress.train.checkpoint import restore_params
 
 #: The parameter subtree that ``text.init_from`` copies (the encoder, not the heads).
 ENCODER = "encoder"

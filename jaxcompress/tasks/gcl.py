@@ -17,19 +17,15 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcompress.configlib import option
-from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.data.graphs import batching as gb
+from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.ssl import gcl, span
-from jaxcompress.ssl.graph_augment import TOPOLOGY
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
 _REQUIRED = (gb.NODE_FEATURES, gb.EDGES, gb.NUM_NODES, gb.NUM_EDGES, gb.GRAPH_ID)

@@ -32,12 +32,12 @@ import optax
 
 from jaxcompress import data as data_lib
 from jaxcompress.configlib import option
-from jaxcompress.train.checkpoint import restore_params
 from jaxcompress.errors import CheckpointError, ConfigError, DataError
 from jaxcompress.nn.speech import SpeechEncoder, SpeechEncoderConfig
 from jaxcompress.speech.batching import check_features, model_inputs
 from jaxcompress.ssl import ofa_probe
 from jaxcompress.ssl.ofa import BASE_FRAME_MS
+from jaxcompress.train.checkpoint import restore_params
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
 

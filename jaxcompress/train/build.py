@@ -12,7 +12,7 @@ from typing import Any
 
 import optax
 
-from jaxcompress.compress.pruning import pruner_from_config, wrap
+from jaxcompress.compress.pruning import wrap
 from jaxcompress.errors import ConfigError
 from jaxcompress.train.optim import make_optimizer
 from jaxcompress.train.qat import with_quantization
@@ -40,5 +40,5 @@ def build_optimizer(config: Any, task: Task) -> optax.GradientTransformation:
     """
     tx = task.wrap_optimizer(make_optimizer(config.optim, config.steps))
     if config.prune.method != "none":
-        tx = wrap(tx, pruner_from_config(config.prune, config.steps))
+        tx = wrap(tx, config.prune, config.steps)
     return tx

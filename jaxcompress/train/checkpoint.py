@@ -138,7 +138,10 @@ def restore_params(workdir: str | pathlib.Path, subtree: str | None = None, *, f
     if not directory.is_dir():
         raise CheckpointError(f"{where}: no checkpoints in {directory} (point it at the workdir of a finished run, "
                               f"e.g. one trained with `jaxcompress train CONFIG --workdir {workdir}`)")
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    # The handler is named so orbax reads the item's metadata without guessing (and warning).
+    manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler(),
+                                    options=ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                                                         save_interval_steps=0))
     try:
         step = manager.latest_step()
         if step is None:

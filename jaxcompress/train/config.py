@@ -13,7 +13,7 @@ import importlib
 import typing
 from typing import Any
 
-from jaxcompress.compress.pruning import PruneConfig
+from jaxcompress.compress.pruning import Pruner
 from jaxcompress.compress.quantize import QuantConfig
 from jaxcompress.configlib import did_you_mean, option, validate
 from jaxcompress.errors import ConfigError
@@ -120,7 +120,7 @@ class Config:
     text: TextConfig = option(default_factory=TextConfig)
     optim: OptimConfig = option(default_factory=OptimConfig)
     mesh: MeshConfig = option(default_factory=MeshConfig)
-    prune: PruneConfig = option(default_factory=PruneConfig)
+    prune: Pruner = option(default_factory=Pruner)
     quant: QuantConfig = option(default_factory=QuantConfig)
     steps: int = option(500, help="total training steps", min=1)
     eval_every: int = option(100, help="evaluate every N steps (0: only at the end)", min=0)

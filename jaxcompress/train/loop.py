@@ -35,19 +35,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 import jaxcompress
 from jaxcompress import data as data_lib
 from jaxcompress.compress.masks import sparsity_summary
 from jaxcompress.compress.pruning import find_prune_state
 from jaxcompress.configlib import to_dict, validate
-from jaxcompress.train.config import Config
 from jaxcompress.errors import ConfigError, WorkdirError
+from jaxcompress.train.build import build_optimizer, make_task
 from jaxcompress.train.checkpoint import CheckpointStore
+from jaxcompress.train.config import Config
 from jaxcompress.train.fingerprint import count_params, params_sha256
 from jaxcompress.train.metrics import MetricsWriter, Progress
-from jaxcompress.train.build import build_optimizer, make_task
 from jaxcompress.train.optim import learning_rate_schedule
 from jaxcompress.train.sharding import batch_sharding, build_mesh, logical_shardings, replicated
 from jaxcompress.train.state import TrainState, step_rng, zero_step

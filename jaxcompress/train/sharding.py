@@ -19,10 +19,11 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from jaxcompress.train.config import MeshConfig
 from jaxcompress.errors import MeshError
+from jaxcompress.train.config import MeshConfig
 
 MESH_AXES: tuple[str, str, str] = ("data", "fsdp", "tensor")
 BATCH_AXES: tuple[str, str] = ("data", "fsdp")

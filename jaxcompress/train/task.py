@@ -13,7 +13,6 @@ import jax
 import numpy as np
 import optax
 
-
 Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
 

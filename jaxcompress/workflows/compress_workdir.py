@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import jaxcompress.tasks  # noqa: F401  (a work directory names its task; the built-in ones must be registered)
 from jaxcompress import data as data_lib
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.factored import factored_layers
@@ -101,6 +102,7 @@ class _Evaluator:
     eval_source: Any
     forward: Any
     flops_inputs: tuple
+    flops: dict[int, float] = dataclasses.field(default_factory=dict)  # by params structure: compile once
 
 
 #: Evaluators by config (as JSON): a sweep evaluating many compressed versions of one
@@ -125,11 +127,12 @@ def _evaluator(config: Config) -> _Evaluator:
     return _EVALUATORS[key]
 
 
-def evaluate_params(config: Config, params: Any) -> tuple[dict[str, float], float, float]:
+def evaluate_params(config: Config, params: Any,
+                    latency_repeats: int = 30) -> tuple[dict[str, float], float, float]:
     """Evaluation metrics, forward FLOPs per example and median batch latency of ``params``.
 
     ``config`` must already describe the model ``params`` belong to (after any
-    structural changes).
+    structural changes). ``latency_repeats`` timed forward passes give the latency.
     """
     ev = _evaluator(config)
     device_params = ev.steps.place_params(params)
@@ -137,24 +140,29 @@ def evaluate_params(config: Config, params: Any) -> tuple[dict[str, float], floa
     # context, the compiled programs keep doing so.
     with factored_layers():
         metrics = evaluate(ev.steps, ev.task, device_params, ev.eval_source, config.data.eval_batch_size)
-        cost = ev.forward.lower(device_params, *ev.flops_inputs).compile().cost_analysis()
+        # XLA counts dense FLOPs whatever the values, so one count per params structure.
+        structure = hash(jax.tree.structure(device_params))
+        if structure not in ev.flops:
+            cost = ev.forward.lower(device_params, *ev.flops_inputs).compile().cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            ev.flops[structure] = float(cost.get("flops", float("nan")))
         batch = jax.tree.map(lambda x: jnp.zeros((config.data.eval_batch_size,) + x.shape[1:], x.dtype),
                              ev.flops_inputs)
-        latency = measure_latency(ev.forward, device_params, *batch)
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return metrics, float(cost.get("flops", float("nan"))), latency
+        latency = measure_latency(ev.forward, device_params, *batch, repeats=latency_repeats)
+    return metrics, ev.flops[structure], latency
 
 
 def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: list[str],
                      out: str | pathlib.Path | None = None, name: str | None = None,
                      baseline_eval: tuple[dict[str, float], float, float] | None = None,
-                     trained: TrainedModel | None = None) -> dict[str, Any]:
+                     trained: TrainedModel | None = None, latency_repeats: int = 30) -> dict[str, Any]:
     """Applies ``methods`` in order to a trained model and writes the report and the compact model.
 
     Writes ``OUT/report.json``, ``OUT/report.md``, ``OUT/accuracy_vs_size.png`` and
     ``OUT/model/`` (compact form). ``OUT`` defaults to ``WORKDIR/compressed/<methods>``.
     ``baseline_eval`` is the uncompressed model's ``evaluate_params`` result and
-    ``trained`` the restored work directory, when a sweep over many methods has them already.
+    ``trained`` the restored work directory, when a sweep over many methods has them already;
+    a sweep that does not report latency can time fewer ``latency_repeats``.
     """
     if not methods:
         raise ConfigError("compress needs at least one --method")
@@ -172,8 +180,9 @@ def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: 
             if method == "structured" else {}
         artifact = fn(artifact, {**options[method], **extra})
 
-    before = baseline_eval or evaluate_params(trained.config, uncompressed.params)
-    after = evaluate_params(apply_model_changes(trained.config, artifact.model_changes), artifact.params)
+    before = baseline_eval or evaluate_params(trained.config, uncompressed.params, latency_repeats)
+    after = evaluate_params(apply_model_changes(trained.config, artifact.model_changes), artifact.params,
+                            latency_repeats)
     report = compression_report(name, uncompressed, artifact, metrics_before=before[0], metrics_after=after[0],
                                 flops_before=before[1], flops_after=after[1],
                                 latency_before_s=before[2], latency_after_s=after[2])

@@ -5,7 +5,6 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcompress.train.checkpoint import restore_params
 from jaxcompress import data as data_lib
 from jaxcompress.compress import compact as C
 from jaxcompress.compress import distill as D
@@ -14,11 +13,12 @@ from jaxcompress.compress import sharing as S
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.factored import factored_layers
 from jaxcompress.compress.methods import get_method
-from jaxcompress.nn.cnn import CNNConfig
-from jaxcompress.train.config import Config, DataConfig, OptimConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import CNNClassifier
+from jaxcompress.nn.cnn import CNNConfig
 from jaxcompress.train import train
+from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.train.config import Config, DataConfig, OptimConfig
 from tests.compress.teacher_cache import trained_cnn_teacher
 from tests.helpers import read_metrics
 
@@ -51,6 +51,7 @@ def test_depthwise_separable_layer_matches_slow_loops_and_is_exact_for_separable
     assert p["conv_1"]["depthwise"].shape == (3, 3, 1, 4) and p["conv_1"]["pointwise"].shape == (4, 6)
     assert sum(v.size for k, v in p["conv_1"].items() if k != "bias") == 4 * (9 + 6)
     # The intercepted conv_1 equals the loop implementation of its factors.
+
     def taps(params, x):
         with factored_layers():
             return D.capture(model, {"params": params}, x, ["conv_0", "conv_1"])[1]
@@ -73,6 +74,7 @@ def test_full_rank_spatially_separable_conv_equals_the_conv():
     artifact = C.separable_params(Compressed.from_params(params), include="conv_1", kind="spatial", rank=12)
     assert artifact.params["conv_1"]["vertical"].shape == (3, 1, 4, 12)
     assert artifact.params["conv_1"]["horizontal"].shape == (1, 3, 12, 6)
+
     def forward(params, x):
         with factored_layers():
             return model.apply({"params": params}, x)
@@ -87,6 +89,7 @@ def test_full_rank_spatially_separable_conv_equals_the_conv():
 def _accuracy(model, params, split="validation"):
     source = data_lib.load_split("digits", split)
     records = source.read(np.arange(len(source)))
+
     def forward(params, x):
         with factored_layers():
             return model.apply({"params": params}, x)

@@ -7,15 +7,15 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcompress.train.checkpoint import restore_params
 from jaxcompress import data as data_lib
 from jaxcompress.compress import distill as D
 from jaxcompress.configlib import validate
-from jaxcompress.nn.cnn import CNNConfig
-from jaxcompress.train.config import Config, DataConfig, OptimConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import MLPClassifier
+from jaxcompress.nn.cnn import CNNConfig
 from jaxcompress.tasks.distillation import DistillationTask
+from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.train.config import Config, DataConfig, OptimConfig
 from tests.compress.teacher_cache import trained_cnn_teacher
 
 RNG = np.random.default_rng(3)
@@ -44,6 +44,7 @@ def test_hinton_loss_matches_numpy_and_its_kl_part_vanishes_for_identical_logits
 
 def test_attention_and_cosine_losses_match_numpy():
     fs, ft = RNG.normal(size=(3, 4, 4, 5)), RNG.normal(size=(3, 4, 4, 7))
+
     def at(f):
         q = (f ** 2).mean(-1).reshape(3, -1)
         return q / np.linalg.norm(q, axis=-1, keepdims=True)

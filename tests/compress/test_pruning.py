@@ -43,7 +43,7 @@ def _numpy_layerwise(w: np.ndarray, sparsity: float) -> np.ndarray:
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9])
 def test_layerwise_magnitude_matches_numpy(sparsity):
-    masks, pruned = prune_params(PARAMS, Pruner(schedule=Schedule("one_shot", sparsity)))
+    masks, pruned = prune_params(PARAMS, Pruner("magnitude", sparsity, schedule="one_shot"))
     for name in ("dense_0", "dense_1"):
         expected = _numpy_layerwise(PARAMS[name]["kernel"], sparsity)
         np.testing.assert_array_equal(np.asarray(masks[name]["kernel"]), expected)
@@ -53,7 +53,7 @@ def test_layerwise_magnitude_matches_numpy(sparsity):
 
 
 def test_global_magnitude_uses_one_threshold():
-    masks, _ = prune_params(PARAMS, Pruner(schedule=Schedule("one_shot", 0.6), scope="global"))
+    masks, _ = prune_params(PARAMS, Pruner("magnitude", 0.6, schedule="one_shot", scope="global"))
     weights = np.concatenate([PARAMS["dense_0"]["kernel"].ravel(), PARAMS["dense_1"]["kernel"].ravel()])
     threshold = np.sort(np.abs(weights))[int(0.6 * weights.size) - 1]
     for name in ("dense_0", "dense_1"):
@@ -65,7 +65,7 @@ def test_global_magnitude_uses_one_threshold():
 
 
 def test_two_four_sparsity_keeps_two_largest_of_every_four_inputs():
-    masks, _ = prune_params(PARAMS, Pruner(n=2, m=4))
+    masks, _ = prune_params(PARAMS, Pruner("magnitude", n=2, m=4))
     w = np.abs(PARAMS["dense_0"]["kernel"])  # [in=16, out=8]
     expected = np.zeros_like(w, bool)
     for col in range(w.shape[1]):
@@ -73,13 +73,13 @@ def test_two_four_sparsity_keeps_two_largest_of_every_four_inputs():
             top = np.argsort(w[start:start + 4, col])[-2:]
             expected[start + top, col] = True
     np.testing.assert_array_equal(np.asarray(masks["dense_0"]["kernel"]), expected)
-    with pytest.raises(ConfigError, match="0 < N < M"):
+    with pytest.raises(ConfigError, match="0 < n < m"):
         Pruner(n=4, m=4)
 
 
 def test_two_four_sparsity_of_a_conv_groups_its_input_channels():
     kernel = RNG.normal(size=(3, 3, 8, 5)).astype(np.float32)  # [h, w, in, out]
-    masks, _ = prune_params({"conv": {"kernel": kernel}}, Pruner(n=2, m=4))
+    masks, _ = prune_params({"conv": {"kernel": kernel}}, Pruner("magnitude", n=2, m=4))
     got = np.asarray(masks["conv"]["kernel"])
     for i, j, start, o in np.ndindex(3, 3, 2, 5):
         group = np.abs(kernel[i, j, 4 * start:4 * start + 4, o])
@@ -123,7 +123,7 @@ def _quadratic_problem():
 @pytest.mark.parametrize("score", ["magnitude", "saliency", "random"])
 def test_wrapper_reaches_target_and_keeps_pruned_weights_zero(score):
     target, loss = _quadratic_problem()
-    pruner = Pruner(score=score, schedule=Schedule("gradual", 0.75, start_step=0, end_step=40, frequency=5))
+    pruner = Pruner(score, 0.75, schedule="gradual", start_step=0, end_step=40, frequency=5)
     tx = wrap(optax.sgd(0.05), pruner)
     params = {"w": jnp.zeros((12, 6)) + 0.1}
     state = tx.init(params)
@@ -144,8 +144,30 @@ def test_wrapper_reaches_target_and_keeps_pruned_weights_zero(score):
         assert np.abs(np.asarray(target["w"]))[kept].min() >= np.abs(np.asarray(target["w"]))[~kept].max() - 0.3
 
 
+def test_one_pruner_is_both_the_run_options_and_the_library_object():
+    from jaxcompress.compress import Pruner as Exported
+    from jaxcompress.train.config import Config
+
+    assert Exported is Pruner and isinstance(Config().prune, Pruner)
+    with pytest.raises(ConfigError, match="prune.method is 'none'"):
+        wrap(optax.sgd(0.1), Pruner())
+    with pytest.raises(ConfigError, match="end_step=-1"):
+        wrap(optax.sgd(0.1), Pruner("magnitude", 0.5))
+    with pytest.raises(ConfigError, match="prune.method must be one of"):
+        Pruner("largest")
+    pruner = Pruner("magnitude", 0.5, frequency=10)
+    tx = wrap(optax.sgd(0.1), pruner, total_steps=40)  # end_step -> 30
+    pruner.sparsity = 0.9  # the wrapper holds its own copy
+    params = {"w": jnp.asarray(RNG.normal(size=(8, 8)).astype(np.float32))}
+    state = tx.init(params)
+    for _ in range(31):
+        updates, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+        params = optax.apply_updates(params, updates)
+    assert int((~np.asarray(state.masks["w"])).sum()) == 32
+
+
 def test_movement_scores_accumulate_minus_grad_times_weight():
-    pruner = Pruner(score="movement", schedule=Schedule("one_shot", 0.5, start_step=3))
+    pruner = Pruner("movement", 0.5, schedule="one_shot", start_step=3)
     tx = wrap(optax.sgd(0.1), pruner)
     params = {"w": jnp.asarray(RNG.normal(size=(4, 4)).astype(np.float32))}
     state = tx.init(params)
@@ -178,17 +200,16 @@ def test_masks_in_optimizer_state_shard_like_their_weights():
     from jaxcompress import data as data_lib
     from jaxcompress.configlib import apply_overrides
     from jaxcompress.configs import get_preset
+    from jaxcompress.train.build import make_task
     from jaxcompress.train.loop import Steps
     from jaxcompress.train.optim import learning_rate_schedule, make_optimizer
     from jaxcompress.train.sharding import build_mesh
-    from jaxcompress.train.build import make_task
-    from jaxcompress.compress.pruning import pruner_from_config
 
     config = apply_overrides(get_preset("digits-mlp-tiny"), ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2",
                                                              "prune.method=movement"])
     task = make_task(config, data_lib.dataset_info("digits"))
     source = data_lib.load_split("digits", "train")
-    tx = wrap(make_optimizer(config.optim, 40), pruner_from_config(config.prune, 40))
+    tx = wrap(make_optimizer(config.optim, 40), config.prune, 40)
     steps = Steps(task, tx, learning_rate_schedule(config.optim, 40), task.prepare_batch(source.read(np.arange(1))),
                   build_mesh(config.mesh), config.logical_rules, 0)
     state = steps.init()

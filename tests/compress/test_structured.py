@@ -7,12 +7,18 @@ import pytest
 
 from jaxcompress.compress import Compressed
 from jaxcompress.compress.methods import get_method
-from jaxcompress.compress.structured import (apply_model_changes, choose_units, importance, mask_units, shrink,
-                                             unit_groups)
+from jaxcompress.compress.structured import (
+    apply_model_changes,
+    choose_units,
+    importance,
+    mask_units,
+    shrink,
+    unit_groups,
+)
 from jaxcompress.configs import get_preset
-from jaxcompress.nn.mlp import MLPConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import MLPClassifier
+from jaxcompress.nn.mlp import MLPConfig
 
 X = jnp.asarray(np.random.default_rng(1).normal(size=(16, 8, 8, 1)).astype(np.float32))
 
@@ -77,8 +83,7 @@ def test_round_to_and_bad_input():
 
 
 def test_cnn_channel_surgery_equals_masking():
-    from jaxcompress.nn.cnn import CNNConfig
-    from jaxcompress.nn.cnn import CNNClassifier
+    from jaxcompress.nn.cnn import CNNClassifier, CNNConfig
 
     config = CNNConfig(channels=(8, 12), hidden_size=16)
     model = CNNClassifier(channels=(8, 12), num_classes=10, hidden_size=16)

@@ -11,8 +11,15 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcompress.convert import (config_from_hf, export_hf_state, graft, import_hf_state, load_hf_checkpoint,
-                                 read_state, save_hf_checkpoint)
+from jaxcompress.convert import (
+    config_from_hf,
+    export_hf_state,
+    graft,
+    import_hf_state,
+    load_hf_checkpoint,
+    read_state,
+    save_hf_checkpoint,
+)
 from jaxcompress.errors import CheckpointError
 from jaxcompress.nn.albert import AlbertConfig, AlbertEncoder, AlbertForPreTraining, AlbertForSequenceClassification
 

@@ -10,9 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxcompress import data as data_lib
-from jaxcompress.errors import DataError
 from jaxcompress.data.graphs import batching as gb
 from jaxcompress.data.graphs import datasets, generators
+from jaxcompress.errors import DataError
 
 
 def test_embedded_graph_datasets_are_canonical_padded_and_stratified():

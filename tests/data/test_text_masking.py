@@ -12,9 +12,18 @@ import random
 import numpy as np
 import pytest
 
-from jaxcompress.data.text.pretraining import (PretrainingSpec, choose_ngrams, fit_pair, mask_sequence,
-                                               ngram_probabilities, num_to_predict, pack_pair, pretraining_batch,
-                                               segment_pair, word_spans)
+from jaxcompress.data.text.pretraining import (
+    PretrainingSpec,
+    choose_ngrams,
+    fit_pair,
+    mask_sequence,
+    ngram_probabilities,
+    num_to_predict,
+    pack_pair,
+    pretraining_batch,
+    segment_pair,
+    word_spans,
+)
 from jaxcompress.errors import ConfigError
 
 VOCAB, SPECIAL, MASK_ID = 1000, 5, 4

@@ -10,7 +10,6 @@ import pytest
 from jaxcompress.cli import main
 from jaxcompress.configs import get_preset
 from jaxcompress.model_info import model_info
-
 from jaxcompress.train.task import registered_tasks
 
 

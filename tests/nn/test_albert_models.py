@@ -11,12 +11,18 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxcompress import configlib, configs
-from jaxcompress.train.config import DEFAULT_LOGICAL_RULES, MeshConfig
-from jaxcompress.errors import ConfigError, DataError
-from jaxcompress.nn.albert import (AlbertConfig, AlbertEncoder, AlbertForPreTraining,
-                                   AlbertForSequenceClassification, AlbertForTokenClassification, validate_inputs)
 from jaxcompress.configs.albert import PAPER_SIZES, paper_model
-from jaxcompress.nn.transformer import StackSpec, TransformerBlock
+from jaxcompress.errors import ConfigError, DataError
+from jaxcompress.nn.albert import (
+    AlbertConfig,
+    AlbertEncoder,
+    AlbertForPreTraining,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+    validate_inputs,
+)
+from jaxcompress.nn.transformer import TransformerBlock
+from jaxcompress.train.config import DEFAULT_LOGICAL_RULES, MeshConfig
 from jaxcompress.train.sharding import build_mesh, logical_shardings
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from jaxcompress.configlib import apply_overrides, validate
 from jaxcompress.configs import get_preset
-from jaxcompress.nn.cnn import CNNConfig
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn import CNNClassifier
 from jaxcompress.nn.classifiers import build_classifier
+from jaxcompress.nn.cnn import CNNConfig
 
 
 def numpy_conv_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -9,8 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcompress.nn.transformer import (SelfAttention, StackSpec, TransformerBlock, attention_weights_reference,
-                                        layer_stack)
+from jaxcompress.nn.transformer import (
+    SelfAttention,
+    StackSpec,
+    TransformerBlock,
+    attention_weights_reference,
+    layer_stack,
+)
 
 H, HEADS, I, L = 16, 4, 24, 4
 

@@ -24,8 +24,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxcompress.ops import cif_pool
-from jaxcompress.ops import _cif_pool_pallas
+from jaxcompress.ops import _cif_pool_pallas, cif_pool
 
 TRITON_CALL = "__gpu$xla.gpu.triton"
 CUSTOM_CALLS = {"tpu": "tpu_custom_call", "cuda": TRITON_CALL}

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from jaxcompress.configs import load_config
@@ -74,13 +75,18 @@ def test_claim_two_and_pareto():
     reports = [report("small", "dense", 400, 0.70), report("small", "int8", 100, 0.69),
                report("large", "dense", 4000, 0.80), report("large", "prune 90% + int4", 90, 0.75),
                report("large", "int4", 500, 0.79)]
-    two = ltc.claim_two(rows, reports)
-    assert two["supported"]
+    two = ltc.claim_two(rows, reports, n_eval=1000)  # SE of each difference ~0.02
+    assert two["verdict"] == "supported" and two["supported"]
     assert [c["best_larger_at_most_as_big"]["level"] for c in two["comparisons"]] == ["prune 90% + int4"] * 2
+    assert two["comparisons"][0]["difference"] == pytest.approx(0.05)
+    assert two["comparisons"][0]["difference_se"] == pytest.approx(
+        np.hypot(np.sqrt(0.75 * 0.25 / 1000), np.sqrt(0.7 * 0.3 / 1000)))
     frontier = [(p["size"], p["level"]) for p in two["frontier"]]
     assert frontier == [("large", "prune 90% + int4"), ("large", "int4"), ("large", "dense")]
+    # the same gap on 100 examples is noise
+    assert ltc.claim_two(rows, reports, n_eval=100)["verdict"] == "not shown"
     reports[3]["metrics_after"]["accuracy"] = 0.5
-    assert not ltc.claim_two(rows, reports)["supported"]
+    assert ltc.claim_two(rows, reports, n_eval=1000)["verdict"] == "contradicted"
 
 
 @pytest.mark.slow

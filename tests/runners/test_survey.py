@@ -7,11 +7,11 @@ import pytest
 
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.methods import get_method
-from jaxcompress.workflows.compress_workdir import parse_method_options
 from jaxcompress.compress.structured import apply_model_changes
 from jaxcompress.configs import get_preset
 from jaxcompress.nn import CNNClassifier
 from jaxcompress.runners import survey
+from jaxcompress.workflows.compress_workdir import parse_method_options
 
 
 @pytest.fixture(scope="module")

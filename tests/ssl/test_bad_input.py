@@ -10,10 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcompress.errors import DataError
 from jaxcompress.data.graphs import batching as gb
-from jaxcompress.ssl import span_cache
-from jaxcompress.ssl import gcl, span
+from jaxcompress.errors import DataError
+from jaxcompress.ssl import gcl, span, span_cache
 
 
 def test_self_loops_are_removed_and_directed_lists_symmetrised():

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from jaxcompress.data.graphs import batching as gb
-from jaxcompress.ssl import span_cache
-from jaxcompress.ssl import span
+from jaxcompress.ssl import span, span_cache
 from tests.ssl import span_numpy_reference as ref
 
 

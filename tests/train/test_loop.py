@@ -2,7 +2,6 @@
 
 import json
 
-import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -10,14 +9,13 @@ from jax.sharding import PartitionSpec as P
 from jaxcompress import data as data_lib
 from jaxcompress.configlib import apply_overrides
 from jaxcompress.configs import get_preset
-from jaxcompress.train.config import MeshConfig
 from jaxcompress.errors import CheckpointError, ConfigError, MeshError, WorkdirError
 from jaxcompress.train import train
+from jaxcompress.train.build import make_task
 from jaxcompress.train.checkpoint import CheckpointStore
 from jaxcompress.train.loop import Steps
 from jaxcompress.train.optim import learning_rate_schedule, make_optimizer
 from jaxcompress.train.sharding import build_mesh
-from jaxcompress.train.build import make_task
 
 
 def tiny(*overrides: str):

@@ -4,11 +4,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
-from jax.sharding import AxisType, PartitionSpec as P
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
 
-from jaxcompress.train.config import DEFAULT_LOGICAL_RULES, MeshConfig
 from jaxcompress.errors import MeshError
 from jaxcompress.nn import MLPClassifier
+from jaxcompress.train.config import DEFAULT_LOGICAL_RULES, MeshConfig
 from jaxcompress.train.sharding import build_mesh, fit_spec, logical_shardings, mesh_shape
 
 

@@ -7,7 +7,14 @@ See :mod:`jaxcompress.data.graphs.batching` for how graphs are validated and pad
 linear-probe and perturbation evaluations.
 """
 
-from jaxcompress.data.graphs.batching import (Graph, GraphBudget, canonical_graph, from_networkx, graphs_tuple,
-                                        pad_graph, stack_padded)
+from jaxcompress.data.graphs.batching import (
+                                        Graph,
+                                        GraphBudget,
+                                        canonical_graph,
+                                        from_networkx,
+                                        graphs_tuple,
+                                        pad_graph,
+                                        stack_padded,
+)
 
 __all__ = ["Graph", "GraphBudget", "canonical_graph", "from_networkx", "graphs_tuple", "pad_graph", "stack_padded"]

@@ -33,8 +33,8 @@ import numpy as np
 
 from jaxcompress import data as data_lib
 from jaxcompress.data._paths import resolve_data_dir
-from jaxcompress.errors import DataError
 from jaxcompress.data.graphs import batching as gb
+from jaxcompress.errors import DataError
 
 #: Feature names tried, in order, for each part of a graph record.
 NODE_FEATURE_KEYS = ("node_features", "node_feat", "x")

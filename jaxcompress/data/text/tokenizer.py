@@ -23,8 +23,8 @@ import io
 import os
 import pathlib
 import sys
-from typing import Any
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
