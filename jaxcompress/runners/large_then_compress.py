@@ -347,7 +347,8 @@ def claim_two(rows: list[dict[str, Any]], reports: list[dict[str, Any]], n_eval:
             "verdict": verdict, "supported": verdict == "supported"}
 
 
-def _plots(rows: list[dict[str, Any]], reports: list[dict[str, Any]], out: pathlib.Path) -> list[str]:
+def _plots(rows: list[dict[str, Any]], reports: list[dict[str, Any]], claim: dict[str, Any],
+           baseline: dict[str, Any], out: pathlib.Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -366,14 +367,28 @@ def _plots(rows: list[dict[str, Any]], reports: list[dict[str, Any]], out: pathl
     fig.savefig(out / "loss_vs_compute.png", dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        mine = sorted((p for p in reports if p["size"] == r["size"]), key=lambda p: p["bytes"]["after"])
-        ax.plot([p["bytes"]["after"] for p in mine], [p["metrics_after"].get("accuracy", math.nan) for p in mine],
-                "o-", label=f"{r['size']} ({r['params']:,} params)")
+    # Points, not lines: pruned and quantized levels of one size interleave in bytes, so a line through them
+    # zig-zags. Colour is the size, marker the kind of compression; the dashed line is the Pareto frontier.
+    markers = {"dense": "o", "int": "s", "prune": "^", "both": "D"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for colour, r in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], rows):
+        for p in (p for p in reports if p["size"] == r["size"]):
+            kind = ("both" if "+" in p["level"] else "prune" if "prune" in p["level"]
+                    else "int" if "int" in p["level"] else "dense")
+            ax.scatter(p["bytes"]["after"], p["metrics_after"].get("accuracy", math.nan), color=colour,
+                       marker=markers[kind], s=36)
+        ax.scatter([], [], color=colour, marker="o", label=f"{r['size']} ({r['params']:,} params)")
+    for kind, marker in markers.items():
+        label = {"dense": "dense", "int": "int8 / int4", "prune": "pruned", "both": "pruned + int4"}[kind]
+        ax.scatter([], [], color="grey", marker=marker, label=label)
+    front = sorted(claim["frontier"], key=lambda p: p["bytes"])
+    ax.plot([p["bytes"] for p in front], [p["accuracy"] for p in front], "k--", lw=1, label="Pareto frontier")
+    ax.axhline(baseline["accuracy"], color="grey", lw=1, label=f"bag of words {baseline['accuracy']:.3f}")
+    ax.axhline(baseline["majority_rate"], color="grey", lw=1, ls=":",
+               label=f"majority class {baseline['majority_rate']:.3f}")
     ax.set_xscale("log")
     ax.set(xlabel="bytes as stored (log)", ylabel="downstream accuracy", title="accuracy vs compressed size")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / "accuracy_vs_size.png", dpi=110)
     plt.close(fig)
@@ -476,7 +491,7 @@ def run_large_then_compress(cfg: LargeThenCompressConfig, out: pathlib.Path, qui
     if not quiet:
         print(f"[baseline] bag of words: accuracy {baseline['accuracy']:.4f} (majority class "
               f"{baseline['majority_rate']:.4f})", flush=True)
-    plots = _plots(rows, reports, out)
+    plots = _plots(rows, reports, two, baseline, out)
     wall = time.perf_counter() - start
     (out / "report.md").write_text(_report_md(cfg, rows, pretrain, finetune, reports, one, two, wall, baseline))
     results = {"config": dataclasses.asdict(cfg), "sizes": rows, "pretrain": pretrain, "finetune": finetune,
