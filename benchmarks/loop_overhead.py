@@ -7,7 +7,7 @@ assembles global sharded arrays, logs metrics and keeps checkpoints off.
 Steady-state time per step is measured after a warm-up, in one run, and
 printed side by side with the ratio.
 
-Run: python benchmarks/loop_overhead.py [--steps 600] [--json [PATH]]
+Run: python benchmarks/loop_overhead.py [--steps 600] [--steps-per-call 1 8] [--json [PATH]]
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--steps-per-call", type=int, nargs="+", default=[1, 8], metavar="K",
+                        help="ours at each of these steps_per_call settings (one row each)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="write the results as JSON to PATH (--json alone: stdout)")
     args = parser.parse_args()
@@ -107,20 +109,24 @@ def main() -> None:
         config = apply_overrides(get_preset("digits-mlp"), [
             f"steps={args.warmup + args.steps}", f"log_every={args.warmup}", "eval_every=0",
             "checkpoint_every=0", "data.eval_split=", f"data.batch_size={batch}", f"model.hidden_sizes={hidden}"])
-        ours = our_loop_step_time(config, args.warmup, args.steps)
         bare = bare_loop_step_time(config, args.warmup, args.steps)
-        rows.append({"devices": jax.device_count(), "batch": batch, "hidden": hidden, "steps": args.steps,
-                     "bare_ms_per_step": bare * 1e3, "ours_ms_per_step": ours * 1e3,
-                     "ratio_ours_over_bare": ours / bare})
+        for per_call in args.steps_per_call:
+            ours = our_loop_step_time(apply_overrides(config, [f"steps_per_call={per_call}"]), args.warmup,
+                                      args.steps)
+            rows.append({"devices": jax.device_count(), "batch": batch, "hidden": hidden, "steps": args.steps,
+                         "steps_per_call": per_call, "bare_ms_per_step": bare * 1e3,
+                         "ours_ms_per_step": ours * 1e3, "ratio_ours_over_bare": ours / bare})
     if args.json == "-":
         _write_json(rows, "-")
         return
     if args.json:
         _write_json(rows, args.json)
-    print("| devices | batch | hidden | bare jit loop (ms/step) | jaxcompress.train (ms/step) | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| devices | batch | hidden | steps_per_call | bare jit loop (ms/step) | jaxcompress.train (ms/step) "
+          "| ratio |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['devices']} | {row['batch']} | {row['hidden']} | {row['bare_ms_per_step']:.3f} | "
+        print(f"| {row['devices']} | {row['batch']} | {row['hidden']} | {row['steps_per_call']} | "
+              f"{row['bare_ms_per_step']:.3f} | "
               f"{row['ours_ms_per_step']:.3f} | {row['ratio_ours_over_bare']:.2f}x |")
 
 

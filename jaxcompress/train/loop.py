@@ -6,8 +6,9 @@ Stages (each a small function below):
 2. data sources and the task;
 3. abstract state -> shardings -> jitted init (or restore of the newest
    readable checkpoint onto the current mesh);
-4. jitted, donated train step and evaluation step;
-5. the loop, with a one-batch prefetch thread, periodic metrics, evaluation and
+4. jitted, donated train step (and the same step scanned over several batches,
+   for ``steps_per_call`` > 1) and evaluation step;
+5. the loop, with a one-call-ahead prefetch thread, periodic metrics, evaluation and
    checkpoints, and a clean save on SIGTERM/SIGINT;
 6. final checkpoint, evaluation and ``summary.json`` (written atomically).
 
@@ -35,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import jaxcompress
 from jaxcompress import data as data_lib
@@ -166,9 +168,16 @@ class Steps:
             sums = {name: jnp.sum(value * weight) for name, value in per_example.items()}
             return {**sums, "_weight": jnp.sum(weight)}
 
+        def train_steps(state: TrainState, batches: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+            # The same step, scanned over a leading axis of batches: one host call, one dispatch.
+            return jax.lax.scan(train_step, state, batches)
+
         self._init = jax.jit(lambda rng: nn.unbox(init_boxed(rng)), out_shardings=self.state_shardings)
         self._train = jax.jit(train_step, in_shardings=(self.state_shardings, self.batch_sharding),
                               out_shardings=(self.state_shardings, replicated(mesh)), donate_argnums=0)
+        self.stacked_batch_sharding = NamedSharding(mesh, P(None, *self.batch_sharding.spec))
+        self._train_many = jax.jit(train_steps, in_shardings=(self.state_shardings, self.stacked_batch_sharding),
+                                   out_shardings=(self.state_shardings, replicated(mesh)), donate_argnums=0)
         self._eval = jax.jit(eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding),
                              out_shardings=replicated(mesh))
         # Params shaped unlike the model's init (factored or separable layers after
@@ -190,6 +199,12 @@ class Steps:
     def train(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
         with self.context():
             return self._train(state, batch)
+
+    def train_many(self, state: TrainState, batches: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+        """Several steps in one call; ``batches`` has a leading step axis (:meth:`stacked_global_batch`),
+        the metrics come back stacked along it."""
+        with self.context():
+            return self._train_many(state, batches)
 
     def evaluate(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         same_tree = jax.tree.structure(params) == self._params_structure
@@ -216,6 +231,12 @@ class Steps:
     def global_batch(self, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Assembles this host's rows into global arrays sharded over data x fsdp."""
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local)
+
+    def stacked_global_batch(self, locals_: list[dict[str, np.ndarray]]) -> dict[str, jax.Array]:
+        """Several steps' local rows, stacked on a leading step axis, as global arrays (rows over data x fsdp)."""
+        stacked = jax.tree.map(lambda *xs: np.stack(xs), *locals_)
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self.stacked_batch_sharding, x),
+                            stacked)
 
 
 # ----------------------------------------------------------------------------
@@ -255,8 +276,17 @@ def evaluate(steps: Steps, task: Task, params: Any, source: Any, batch_size: int
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
+    """Mean of each metric over the steps since the last log (entries are scalars, or stacked per step)."""
     fetched = jax.device_get(pending)
-    return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
+    return {name: float(np.mean(np.concatenate([np.ravel(m[name]) for m in fetched]))) for name in fetched[0]}
+
+
+def _chunk(step: int, config: Config) -> int:
+    """How many steps the next host call runs: ``steps_per_call``, cut short so that no log, evaluation,
+    checkpoint or the end falls inside a call (those happen between calls)."""
+    boundaries = [config.steps, *(every * (step // every + 1) for every in
+                                  (config.log_every, config.eval_every, config.checkpoint_every) if every)]
+    return max(1, min(config.steps_per_call, min(boundaries) - step))
 
 
 def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
@@ -268,7 +298,8 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
       workdir: holds ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``,
         ``config.json`` and, at the end, ``summary.json``.
       quiet: no progress output.
-      on_step: called with the host step after every step (tests use it).
+      on_step: called with the host step after every host call: every step, or every
+        ``steps_per_call`` steps (tests use it).
 
     Returns:
       The summary dict also written to ``workdir/summary.json``.
@@ -308,10 +339,16 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
     if restored is not None:
         progress.message(f"resumed from step {start_step} ({store.directory / str(start_step)})")
 
-    def load(step: int) -> dict[str, jax.Array]:
-        local = data_lib.train_batch(train_source, step, config.data.batch_size, config.data.seed,
-                                     jax.process_index(), jax.process_count())
-        return steps.global_batch(task.prepare_batch(local))
+    def local_batch(step: int) -> dict[str, np.ndarray]:
+        return task.prepare_batch(data_lib.train_batch(train_source, step, config.data.batch_size,
+                                                       config.data.seed, jax.process_index(), jax.process_count()))
+
+    def load(step: int) -> tuple[int, dict[str, jax.Array]]:
+        """The next call's batches: one batch, or ``n`` stacked ones when a call runs several steps."""
+        n = _chunk(step, config)
+        if n == 1:
+            return 1, steps.global_batch(local_batch(step))
+        return n, steps.stacked_global_batch([local_batch(s) for s in range(step, step + n)])
 
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
@@ -325,10 +362,10 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
         loop_start = window_start = time.perf_counter()
         window_step = step
         while step < config.steps and stop.signum is None:
-            batch = future.result()
-            future = prefetch.submit(load, step + 1) if step + 1 < config.steps else None
-            state, metrics = steps.train(state, batch)
-            step += 1
+            n, batch = future.result()
+            future = prefetch.submit(load, step + n) if step + n < config.steps else None
+            state, metrics = steps.train(state, batch) if n == 1 else steps.train_many(state, batch)
+            step += n
             pending.append(metrics)
             if step % config.log_every == 0 or step == config.steps:
                 train_metrics = _mean_metrics(pending)

@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -36,6 +37,32 @@ def test_tiny_run_writes_everything_and_learns(tmp_path):
     assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [20, 40]
     assert json.loads((tmp_path / "config.json").read_text())["name"] == "digits-mlp-tiny"
+
+
+def test_several_steps_per_call_train_the_same_model(tmp_path):
+    """A scan over 4 batches per call gives the single-step run's losses, checkpoints and parameters; logs,
+    evaluations and checkpoints still land on their steps (calls are cut short before them)."""
+    from jaxcompress.train.checkpoint import restore_params
+
+    common = ["steps=23", "log_every=3", "eval_every=10", "checkpoint_every=10"]
+    one = train(tiny(*common), tmp_path / "one", quiet=True)
+    many = train(tiny(*common, "steps_per_call=4"), tmp_path / "many", quiet=True)
+    assert many["final_step"] == 23
+    by_step = {}
+    for name in ("one", "many"):
+        records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        by_step[name] = {(r["split"], r["step"]): r.get("loss") for r in records}
+    assert by_step["one"].keys() == by_step["many"].keys()
+    assert [s for split, s in by_step["many"] if split == "train"] == [3, 6, 9, 12, 15, 18, 21, 23]
+    for key, loss in by_step["one"].items():
+        if loss is not None:
+            np.testing.assert_allclose(by_step["many"][key], loss, rtol=1e-5)
+    for name in ("one", "many"):
+        saved = sorted(int(p.name) for p in (tmp_path / name / "checkpoints").iterdir() if p.name.isdigit())
+        assert saved == [10, 20, 23]
+    final_one, final_many = restore_params(tmp_path / "one"), restore_params(tmp_path / "many")
+    for a, b in zip(jax.tree.leaves(final_one), jax.tree.leaves(final_many)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
 
 
 def _steps_for(config):
