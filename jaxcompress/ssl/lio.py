@@ -28,7 +28,7 @@ import optax
 from jaxcompress.configlib import option
 from jaxcompress.errors import ConfigError
 from jaxcompress.nn.cnn import CNNClassifier
-from jaxcompress.nn.resnet import LAYOUTS, ResNetClassifier
+from jaxcompress.nn.resnet import LAYOUTS, ResNetClassifier, ResNetConfig
 from jaxcompress.ssl import lio_targets as targets
 
 BACKBONES = ("cnn", "resnet")
@@ -65,6 +65,9 @@ class LIOConfig:
         if self.backbone == "cnn" and (not self.channels or any(c < 1 for c in self.channels)):
             raise ConfigError(f"config key '{prefix}channels' must be a non-empty list of positive widths, "
                               f"got {self.channels!r}")
+        if self.backbone == "resnet":
+            ResNetConfig(depth=self.depth, width=self.width, small_input=self.small_input,
+                         groups=self.groups).validate(prefix)
 
     @property
     def group_size(self) -> int:
