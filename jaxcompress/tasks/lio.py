@@ -52,7 +52,8 @@ class LIOTask(Task):
         shape = tuple(data_info["input_shape"])
         if None in shape or len(shape) not in (2, 3):
             raise DataError(f"dataset {config.data.name!r} has images of shape {shape}; task 'lio' needs one fixed "
-                            f"[H, W] or [H, W, C] shape (resize the dataset first)")
+                            f"[H, W] or [H, W, C] shape: write a fixed-size copy with "
+                            f"jaxcompress.data.resized.prepare_resized({config.data.name!r}, 224) and train on it")
         self.settings: LIOConfig = config.model
         self.input_key, self.label_key, self.input_shape = data_info["input_key"], data_info["label_key"], shape
         self.num_classes = int(data_info["num_classes"])
@@ -63,14 +64,20 @@ class LIOTask(Task):
         every = self._train.read(np.arange(len(self._train)))
         self.sampler = PositiveSampler(every[self.input_key], every[self.label_key], self.settings.positives)
 
+    @staticmethod
+    def _float_images(images: np.ndarray) -> np.ndarray:
+        """float32 images; uint8 pixels (resized real datasets) are scaled to [0, 1]."""
+        images = np.asarray(images)
+        return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+
     def prepare_batch(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = np.asarray(raw[self.input_key], np.float32)
+        images = self._float_images(raw[self.input_key])
         labels = np.asarray(raw[self.label_key], np.int32)
         if "weight" in raw:  # evaluation: plain images
             return {"input": images, "label": labels, "weight": np.asarray(raw["weight"], np.float32)}
-        rows = self.sampler.sample(images, labels, self.seed)
+        rows = self.sampler.sample(np.asarray(raw[self.input_key]), labels, self.seed)  # raw bytes: as indexed
         positives = self._train.read(rows.reshape(-1))
-        pos_images = np.asarray(positives[self.input_key], np.float32).reshape(rows.shape + images.shape[1:])
+        pos_images = self._float_images(positives[self.input_key]).reshape(rows.shape + images.shape[1:])
         pos_labels = np.asarray(positives[self.label_key], np.int32).reshape(rows.shape)
         return {"input": np.concatenate([images[:, None], pos_images], 1),
                 "label": np.concatenate([labels[:, None], pos_labels], 1)}

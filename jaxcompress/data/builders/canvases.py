@@ -8,12 +8,13 @@ both 48x48 grey canvases with one labelled object, distractors and noise:
   like the object), random strokes and Gaussian noise. Splits follow the
   ``digits`` dataset's stratified rows (1,259 / 269 / 269), one canvas per row.
 * ``part_shapes``: a fine-grained family. Every object is the same body (a
-  bar with a round head), rotated by a random angle and scaled at random;
+  bar with a round head), rotated by a random angle within +-20 degrees of
+  head-right and scaled at random;
   the 12 classes differ only in one small part (disk, square or triangle)
   attached at one of four places (near the head or the tail, on the left or
   the right side of the body, which a rotation never swaps). Distractors are
   loose copies of the same small parts, bars and disks, away from the object.
-  Splits: 60 / 20 / 40 canvases per class.
+  Splits: 150 / 20 / 40 canvases per class.
 
 Records: ``image`` float32 [48, 48, 1] in [0, 1], ``label`` (ClassLabel),
 ``box`` int32 [4] = (top, left, bottom, right), bottom/right exclusive, the
@@ -42,7 +43,9 @@ SIZE = 48
 PART_KINDS = ("disk", "square", "triangle")
 #: (u, side) of the four attachment places: u along the body (head at +1), side -1 / +1 (right / left).
 PART_PLACES = ((0.45, 1.0), (0.45, -1.0), (-0.55, 1.0), (-0.55, -1.0))
-PART_SPLIT_SIZES = {"train": 60, "validation": 20, "test": 40}
+PART_SPLIT_SIZES = {"train": 150, "validation": 20, "test": 40}
+#: Largest rotation of the object away from head-right (radians).
+MAX_ROTATION = np.pi / 9
 _BAR_HALF_WIDTH = 0.22
 _HEAD_RADIUS = 0.4
 
@@ -145,11 +148,11 @@ def _local(frame: tuple[float, float, float, float], ys: np.ndarray, xs: np.ndar
 def _part(kind: str, u: np.ndarray, v: np.ndarray, pu: float, pv: float, side: float) -> np.ndarray:
     """A small part centred at (pu, pv) in object units; a triangle points away from the body (side)."""
     if kind == "disk":
-        return (u - pu) ** 2 + (v - pv) ** 2 <= 0.2 ** 2
+        return (u - pu) ** 2 + (v - pv) ** 2 <= 0.28 ** 2
     if kind == "square":
-        return (np.abs(u - pu) <= 0.18) & (np.abs(v - pv) <= 0.18)
-    height = (v - (pv - side * 0.2)) * side  # 0 at the base, 0.45 at the tip
-    return (height >= 0) & (height <= 0.45) & (np.abs(u - pu) <= 0.25 * (1 - height / 0.45))
+        return (np.abs(u - pu) <= 0.25) & (np.abs(v - pv) <= 0.25)
+    height = (v - (pv - side * 0.22)) * side  # 0 at the base, 0.55 at the tip
+    return (height >= 0) & (height <= 0.55) & (np.abs(u - pu) <= 0.34 * (1 - height / 0.55))
 
 
 def _body(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -173,12 +176,12 @@ def part_canvas(label: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     ys, xs = _sample_grid()
     scale = rng.uniform(8.0, 10.5)
     reach = 1.45 * scale
-    frame = (rng.uniform(reach, SIZE - reach), rng.uniform(reach, SIZE - reach), rng.uniform(0, 2 * np.pi), scale)
+    frame = (rng.uniform(reach, SIZE - reach), rng.uniform(reach, SIZE - reach), rng.uniform(-MAX_ROTATION, MAX_ROTATION), scale)
     coverage = _downsample(part_object(label, frame, ys, xs).astype(np.float64))
     mask = coverage >= 0.5
     keep_out = _downsample(part_object(label, frame[:3] + (scale * 1.35,), ys, xs).astype(np.float64)) > 0
     canvas = np.zeros((SIZE, SIZE))
-    for _ in range(int(rng.integers(4, 8))):
+    for _ in range(int(rng.integers(3, 6))):
         for _ in range(20):
             d_frame = (rng.uniform(3, SIZE - 3), rng.uniform(3, SIZE - 3), rng.uniform(0, 2 * np.pi),
                        scale * rng.uniform(0.8, 1.2))
@@ -249,7 +252,7 @@ class JaxcompressPartShapes(tfds.core.GeneratorBasedBuilder, skip_registration=T
             builder=self,
             description=("A bar with a round head at a random rotation, scale and place on a 48x48 canvas; the 12 "
                          "classes are a small disk, square or triangle attached near the head or the tail on the "
-                         "left or right side. Clutter: loose small parts, bars and disks, plus noise."),
+                         "left or right side; rotations within +-20 degrees of head-right. Clutter: loose small parts, bars and disks, plus noise."),
             features=_features(len(PART_KINDS) * len(PART_PLACES)), supervised_keys=("image", "label"))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
