@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcompress import data as data_lib
-from jaxcompress.configlib import apply_overrides
+from jaxcompress.configlib import apply_overrides, to_dict
 from jaxcompress.configs.lio import lio_config
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.ssl import lio_eval, lio_targets
@@ -188,6 +188,18 @@ def _read_split(name: str, split: str) -> dict[str, np.ndarray]:
             "box": arrays["box"].astype(np.int64)}
 
 
+def _load_finished(workdir: pathlib.Path, config: Any) -> dict[str, Any] | None:
+    """The saved score of a run already finished with this exact config (the runner resumes), else None."""
+    try:
+        saved = json.loads((workdir / "score.json").read_text())
+        if saved["config"] != json.loads(json.dumps(to_dict(config), sort_keys=True)):
+            return None
+        with np.load(workdir / "maps.npz") as maps:
+            return {**saved["score"], "_maps": {k: maps[k] for k in maps.files}}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _train_one(dataset: str, variant: str, backbone: str, seed: int, steps: int, batch_size: int,
                request: RunRequest, out: pathlib.Path, test: dict[str, np.ndarray]) -> dict[str, Any]:
     from jaxcompress.train import train
@@ -199,6 +211,9 @@ def _train_one(dataset: str, variant: str, backbone: str, seed: int, steps: int,
     config.seed = config.data.seed = seed
     config = apply_overrides(config, list(request.overrides))
     workdir = out / "runs" / name
+    finished = _load_finished(workdir, config)
+    if finished is not None:
+        return finished
     if workdir.exists():
         shutil.rmtree(workdir)
     summary = train(config, workdir, quiet=True)
@@ -209,6 +224,9 @@ def _train_one(dataset: str, variant: str, backbone: str, seed: int, steps: int,
                   train_metrics={k: float(v) for k, v in summary["train_metrics"].items()},
                   inference=inference_check(task, params, test["image"][:1]))
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+    np.savez(workdir / "maps.npz", **result["_maps"])
+    scalars = {k: v for k, v in result.items() if k != "_maps"}
+    (workdir / "score.json").write_text(json.dumps({"config": to_dict(config), "score": scalars}, sort_keys=True))
     if not request.quiet:
         loc = result.get("loc_mask", {}).get("iou")
         print(f"{name}: test accuracy {result['accuracy']:.3f}" + (f", mask IoU {loc:.3f}" if loc else ""),

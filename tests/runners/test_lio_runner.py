@@ -69,3 +69,16 @@ def test_quick_run_writes_the_report(tmp_path):
     assert all(r["inference"]["flops_inference"] == r["inference"]["flops_plain"] for r in results["rows"])
     for name in ("report.md", "lio_accuracy.png", "lio_masks.png"):
         assert (out / name).is_file()
+
+
+def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path):
+    from jaxcompress.configlib import to_dict
+    from jaxcompress.configs.lio import lio_config
+
+    config = lio_config("x", "part_shapes", lio.variant_model("lio"), steps=10)
+    (tmp_path / "score.json").write_text(json.dumps({"config": to_dict(config), "score": {"accuracy": 0.5}}))
+    np.savez(tmp_path / "maps.npz", mask=np.ones((2, 4)))
+    again = lio._load_finished(tmp_path, lio_config("x", "part_shapes", lio.variant_model("lio"), steps=10))
+    assert again["accuracy"] == 0.5 and again["_maps"]["mask"].shape == (2, 4)
+    assert lio._load_finished(tmp_path, lio_config("x", "part_shapes", lio.variant_model("lio"), steps=11)) is None
+    assert lio._load_finished(tmp_path / "missing", config) is None
