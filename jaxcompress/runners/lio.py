@@ -80,7 +80,7 @@ def make_plan(quick: bool) -> Plan:
     if quick:
         return Plan(datasets=("part_shapes",), variants=("plain", "lio"), seeds=(0,), steps=150)
     # lio_reference runs on the first dataset only; ResNet rows are opt-in (resnet_variants) for time.
-    return Plan(datasets=("part_shapes", "cluttered_digits"), variants=tuple(VARIANTS), seeds=(0, 1, 2), steps=400)
+    return Plan(datasets=("part_shapes", "cluttered_digits"), variants=tuple(VARIANTS), seeds=(0, 1, 2), steps=300)
 
 
 #: Conv widths of the runner's CNN: a quarter of the preset's compute, so 3 seeds fit the CPU budget.
