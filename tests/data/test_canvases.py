@@ -46,7 +46,7 @@ def test_part_shapes_records_and_fine_grained_classes():
     for i in range(12):
         for j in range(i + 1, 12):
             differ = (objects[i] ^ objects[j]).sum()
-            assert 0 < differ < 0.25 * body, (i, j)  # same body, a small part tells them apart
+            assert 0 < differ < 0.35 * body, (i, j)  # same body; two small parts (each ~1/7 of it) differ
     # Left and right parts are mirror images across the body axis, never a rotation of each other.
     assert not np.array_equal(objects[0], objects[1])
 
