@@ -329,36 +329,41 @@ def report_markdown(results: dict[str, Any]) -> str:
 
 
 def plot_accuracy(results: dict[str, Any], path: pathlib.Path) -> None:
-    """Bars of test accuracy and mask IoU per dataset and variant (CNN rows), baselines as lines."""
+    """Bars of test accuracy and localisation IoU per dataset and variant, baselines as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = list(results["baselines"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    ticks, names, top = [], [], 0.0
     for col, dataset in enumerate(datasets):
-        rows = [r for r in results["rows"] if r["dataset"] == dataset and r["backbone"] == "cnn"]
-        x = np.arange(len(rows)) + col * (len(rows) + 1)
-        axes[0].bar(x, [r["accuracy"]["mean"] for r in rows], yerr=[r["accuracy"]["std"] for r in rows],
-                    capsize=3, color=plt.cm.tab10(np.arange(len(rows))))
+        rows = [r for r in results["rows"] if r["dataset"] == dataset]
+        x = np.arange(len(rows)) + col * (len(rows) + 1.5)
+        colours = plt.cm.tab10(np.arange(len(rows)))
+        acc = [r["accuracy"] for r in rows]
+        axes[0].bar(x, [a["mean"] for a in acc], yerr=[a["std"] for a in acc], capsize=3, color=colours)
         base = results["baselines"][dataset]
-        axes[0].hlines([base["majority"], base["logistic_pixels"]], x[0] - 0.5, x[-1] + 0.5,
-                       colors=["grey", "black"], linestyles=[":", "--"])
-        for xi, r in zip(x, rows):
-            axes[0].text(xi, 0.02, r["variant"], rotation=90, fontsize=7, ha="center", va="bottom", color="white")
+        axes[0].hlines(base["logistic_pixels"], x[0] - 0.5, x[-1] + 0.5, colors="black", linestyles="--",
+                       label="logistic regression on pixels" if col == 0 else None)
+        axes[0].hlines(base["majority"], x[0] - 0.5, x[-1] + 0.5, colors="grey", linestyles=":",
+                       label="majority class" if col == 0 else None)
+        top = max(top, max(a["mean"] + a["std"] for a in acc), base["logistic_pixels"])
         ious = [r.get("loc_mask", r.get("loc_target"))["iou"] for r in rows]
-        axes[1].bar(x, [i["mean"] for i in ious], yerr=[i["std"] for i in ious], capsize=3,
-                    color=plt.cm.tab10(np.arange(len(rows))))
-        axes[1].hlines([rows[0]["chance_iou"]], x[0] - 0.5, x[-1] + 0.5, colors="grey", linestyles=":")
-    centres = [(len(r) - 1) / 2 + i * (len(r) + 1) for i, r in enumerate(
-        [[r for r in results["rows"] if r["dataset"] == d and r["backbone"] == "cnn"] for d in datasets])]
+        axes[1].bar(x, [i["mean"] for i in ious], yerr=[i["std"] for i in ious], capsize=3, color=colours)
+        axes[1].hlines(rows[0]["chance_iou"], x[0] - 0.5, x[-1] + 0.5, colors="grey", linestyles=":",
+                       label="whole canvas (chance)" if col == 0 else None)
+        ticks += list(x)
+        names += [f"{r['variant']}" + ("" if r["backbone"] == "cnn" else f" ({r['backbone']})") + f"\n{dataset}"
+                  if k == 0 else r["variant"] + ("" if r["backbone"] == "cnn" else f" ({r['backbone']})")
+                  for k, r in enumerate(rows)]
     for ax in axes:
-        ax.set_xticks(centres, datasets)
-    axes[0].set(ylabel="test accuracy (deployed backbone)", ylim=(0, 1),
-                title="accuracy (dashed: logistic regression on pixels, dotted: majority)")
-    axes[1].set(ylabel="IoU with object box", ylim=(0, 1),
-                title="object-extent IoU: m > mean(m) (plain/scl: target M); dotted: chance")
+        ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=7)
+        ax.legend(fontsize=7)
+    axes[0].set(ylabel="test accuracy (deployed backbone)", ylim=(0, min(1.0, 1.25 * top)),
+                title="accuracy, mean ± std over seeds")
+    axes[1].set(ylabel="IoU with object box", ylim=(0, 1), title="IoU of m > mean(m) (no OEL: of target M)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
