@@ -19,13 +19,13 @@ def lio_config(name: str, dataset: str, model: LIOConfig, steps: int, batch_size
 
 @register_preset("lio-cluttered-digits")
 def _lio_cluttered_digits() -> Config:
-    """Small CNN with OEL + SCL on cluttered_digits: about a minute on 2 CPU cores."""
+    """Small CNN with OEL + SCL on cluttered_digits: a few minutes on 2 CPU cores."""
     return lio_config("lio-cluttered-digits", "cluttered_digits", LIOConfig(), steps=400)
 
 
 @register_preset("lio-part-shapes")
 def _lio_part_shapes() -> Config:
-    """Small CNN with OEL + SCL on the fine-grained part_shapes: about a minute on 2 CPU cores."""
+    """Small CNN with OEL + SCL on the fine-grained part_shapes: a few minutes on 2 CPU cores."""
     return lio_config("lio-part-shapes", "part_shapes", LIOConfig(), steps=400)
 
 
