@@ -50,6 +50,9 @@ class EmbeddedDataset:
 
 _EMBEDDED: dict[str, EmbeddedDataset] = {
     "digits": EmbeddedDataset("digits", "jaxcompress.data.builders.digits:JaxcompressDigits"),
+    "cluttered_digits": EmbeddedDataset("cluttered_digits",
+                                        "jaxcompress.data.builders.canvases:JaxcompressClutteredDigits"),
+    "part_shapes": EmbeddedDataset("part_shapes", "jaxcompress.data.builders.canvases:JaxcompressPartShapes"),
     "pydocs": EmbeddedDataset("pydocs", "jaxcompress.data.builders.pydocs:JaxcompressPydocs"),
     "pydocs_pretrain": EmbeddedDataset("pydocs_pretrain",
                                        "jaxcompress.data.builders.pydocs_pretrain:JaxcompressPydocsPretrain"),

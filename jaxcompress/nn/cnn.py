@@ -72,7 +72,10 @@ class CNNClassifier(nn.Module):
 
     Shapes:
       inputs [B, H, W] or [B, H, W, C] -> logits [B, num_classes]. Pooling
-      halves H and W after each conv while both are at least 2.
+      halves H and W after each conv while both are at least 2. With
+      ``return_features`` the call returns ``(logits, feature map [B, h, w,
+      channels[-1]])``, the map the flattening reads (training-only heads
+      such as Look-into-Object attach there).
 
     References:
       LeCun et al., "Gradient-based learning applied to document
@@ -86,7 +89,8 @@ class CNNClassifier(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, inputs: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(self, inputs: jax.Array, *, train: bool = False,
+                 return_features: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
         x = inputs.astype(jnp.float32)
         if x.ndim == 3:
             x = x[..., None]
@@ -95,6 +99,7 @@ class CNNClassifier(nn.Module):
             x = nn.with_logical_constraint(x, ("batch", None, None, "conv_out"))
             if x.shape[1] >= 2 and x.shape[2] >= 2:
                 x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        features = x
         x = x.reshape(x.shape[0], -1)
         x = nn.with_logical_constraint(x, ("batch", "embed"))
         last = "embed"
@@ -103,4 +108,5 @@ class CNNClassifier(nn.Module):
             x = nn.with_logical_constraint(x, ("batch", "mlp"))
             last = "mlp"
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return _dense(self.num_classes, (last, "classes"), "logits")(x)
+        logits = _dense(self.num_classes, (last, "classes"), "logits")(x)
+        return (logits, features) if return_features else logits

@@ -4,6 +4,7 @@ from jaxcompress.tasks import (  # noqa: F401
     classification,
     distillation,
     gcl,
+    lio,
     mlm_sop,
     ofa_speech,
     speech_probe,
