@@ -45,7 +45,7 @@ def test_several_steps_per_call_train_the_same_model(tmp_path):
     from jaxcompress.train.checkpoint import restore_params
 
     common = ["steps=23", "log_every=3", "eval_every=10", "checkpoint_every=10"]
-    one = train(tiny(*common), tmp_path / "one", quiet=True)
+    train(tiny(*common), tmp_path / "one", quiet=True)
     many = train(tiny(*common, "steps_per_call=4"), tmp_path / "many", quiet=True)
     assert many["final_step"] == 23
     by_step = {}
