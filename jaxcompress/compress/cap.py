@@ -87,6 +87,12 @@ class CapConfig:
                                   "encoding) instead of the deterministic eval mode")
     bank_dtype: str = option("float32", help="storage type of the banks", choices=tuple(BANK_DTYPES))
     encode_batch: int = option(256, help="examples per chunk when a bank is encoded", min=1)
+    student_from: str = option("", help="work directory of an earlier cap run whose student starts this one "
+                               "(structured CAP: the previous pruning step)")
+    banks_from: str = option("", help="work directory of an earlier cap run whose banks this one continues, "
+                             "adding the starting student's view as the next snapshot")
+    unit_masks_file: str = option("", help="an .npz of 0/1 masks by parameter path (structured pruning): those "
+                                  "student weights stay exactly zero")
     max_bank_mb: float = option(0.0, help="refuse banks larger than this (MiB); 0: half the memory of one "
                                 "device (an accelerator's own, else the host's RAM)", min=0.0)
 

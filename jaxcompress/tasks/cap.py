@@ -100,11 +100,10 @@ class CapTask(Task):
         data_dir = config.data.data_dir or None
         inner = copy_config(config)
         inner.model, inner.task = cap.encoder, cap.base_task
-        if cap.student_init == "teacher":
-            inner.text.init_from = ""
-        elif not config.text.init_from:
+        if cap.student_init == "pretrained" and not config.text.init_from and not cap.student_from:
             raise ConfigError("model.student_init='pretrained' needs text.init_from: the pre-trained encoder's "
                               "work directory (or set model.student_init=teacher)")
+        # With text.init_from the base task loads the pre-trained encoder: the student's start, and PrC's model.
         self.base = TASKS[cap.base_task](inner, data_info)
         self.num_classes = self.base.num_classes
         self.pooling = config.text.pooling
@@ -141,7 +140,11 @@ class CapTask(Task):
         for index, (a, b) in enumerate(zip(first, second)):
             self.ids.setdefault(_text_key(a, b), index)
         self.teacher_params = restore_params(teacher_dir, field="config key 'model.teacher_workdir'")
-        self._teacher_init = self.teacher_params if cap.student_init == "teacher" else None
+        self._student_values = (restore_params(cap.student_from, "student", field="config key 'model.student_from'")
+                                if cap.student_from else self.teacher_params if cap.student_init == "teacher" else None)
+        self._banks_from = (restore_params(cap.banks_from, "banks", field="config key 'model.banks_from'")
+                            if cap.banks_from else None)
+        self.unit_masks = _load_masks(cap.unit_masks_file) if cap.unit_masks_file else {}
 
     # ------------------------------------------------------------------ data
 
@@ -198,24 +201,53 @@ class CapTask(Task):
 
     def init(self, rng: jax.Array, batch: Batch) -> Any:
         student = self.base.init(rng, {k: v for k, v in batch.items() if k != "example_id"})
-        if self._teacher_init is not None:
-            student = _replace_values(student, self._teacher_init)
-        dtype = C.BANK_DTYPES[self.cap.bank_dtype]
-        teacher = jax.tree.map(jnp.asarray, self.teacher_params)
-        t = self.teacher_config
+        if self._student_values is not None:
+            student = _replace_values(student, self._student_values)
+        if self.unit_masks:
+            student = _replace_values(student, self._apply_masks(nn.unbox(student)))
         encode_key = jax.random.fold_in(rng, 7) if self.cap.encode_dropout else None
-        fine, teacher_logits = self._encode_all(t.model, t.text.pooling, teacher, None)
-        d = self.cap.encoder.hidden_size
-        banks = {
-            "pre": (self._encode_all(self.cap.encoder, self.pooling, nn.unbox(student), encode_key)[0]
-                    if self.cap.use_pre else jnp.zeros((self.num_examples, d)))[:, None].astype(dtype),
-            "fine": fine[:, None].astype(dtype),
-            "teacher_logits": teacher_logits,
-            "snap": jnp.zeros((self.num_examples, self.slots, d), dtype),
-            "snap_filled": jnp.zeros((self.slots,), jnp.float32),
-        }
+        banks = self._continued_banks(nn.unbox(student), encode_key) if self._banks_from is not None else \
+            self._fresh_banks(nn.unbox(student), encode_key)
         banks = {k: nn.LogicallyPartitioned(v, _BANK_AXES[:v.ndim]) for k, v in banks.items()}
         return {"student": student, "banks": banks}
+
+    def _fresh_banks(self, student: Any, key: jax.Array | None) -> dict[str, jax.Array]:
+        """PrC from the pre-trained encoder (or the starting student), FiC and KD logits from the teacher."""
+        dtype = C.BANK_DTYPES[self.cap.bank_dtype]
+        t = self.teacher_config
+        fine, teacher_logits = self._encode_all(t.model, t.text.pooling, jax.tree.map(jnp.asarray, self.teacher_params),
+                                                None)
+        d = self.cap.encoder.hidden_size
+        pretrained = self.base._encoder
+        pre_model = student if pretrained is None else {**student, "encoder": jax.tree.map(jnp.asarray, pretrained)}
+        pre = (self._encode_all(self.cap.encoder, self.pooling, pre_model, key)[0] if self.cap.use_pre
+               else jnp.zeros((self.num_examples, d)))
+        return {"pre": pre[:, None].astype(dtype), "fine": fine[:, None].astype(dtype),
+                "teacher_logits": teacher_logits, "snap": jnp.zeros((self.num_examples, self.slots, d), dtype),
+                "snap_filled": jnp.zeros((self.slots,), jnp.float32)}
+
+    def _continued_banks(self, student: Any, key: jax.Array | None) -> dict[str, jax.Array]:
+        """An earlier run's banks, with the starting student's view in the next snapshot slot."""
+        prev = self._banks_from
+        want = (self.num_examples, self.slots, self.cap.encoder.hidden_size)
+        if tuple(prev["snap"].shape) != want:
+            raise ConfigError(f"model.banks_from: its snapshot bank has shape {tuple(prev['snap'].shape)}, this run "
+                              f"needs {want} (same training split, width and model.snapshot_slots)")
+        slot = int(np.sum(prev["snap_filled"] > 0.5)) % self.slots
+        snap = jnp.asarray(prev["snap"])
+        banks = {k: jnp.asarray(v) for k, v in prev.items()}
+        if self.cap.use_snap:
+            view = self._encode_all(self.cap.encoder, self.pooling, student, key)[0]
+            banks["snap"] = snap.at[:, slot].set(view.astype(snap.dtype))
+            banks["snap_filled"] = banks["snap_filled"].at[slot].set(1.0)
+        return banks
+
+    def _apply_masks(self, student: Any) -> Any:
+        """``student`` with the structured masks' removed units set to zero."""
+        from jaxcompress.compress.paths import map_with_path
+
+        return map_with_path(lambda path, x: x * jnp.asarray(self.unit_masks[path], x.dtype)
+                             if path in self.unit_masks else x, student)
 
     # ------------------------------------------------------------------ losses
 
@@ -259,6 +291,11 @@ class CapTask(Task):
             if params is None:
                 raise ValueError("the CAP optimiser needs params: call tx.update(grads, state, params)")
             updates, inner = tx.update(grads["student"], state.inner, params["student"])
+            if self.unit_masks:  # removed units end every step at exactly zero
+                from jaxcompress.compress.paths import map_with_path
+
+                updates = map_with_path(lambda path, u, p: jnp.where(jnp.asarray(self.unit_masks[path]) > 0, u, -p)
+                                        if path in self.unit_masks else u, updates, params["student"])
             banks = params["banks"]
             step = state.count
 
@@ -300,6 +337,15 @@ def _teacher_config(workdir: pathlib.Path) -> Any:
         raise ConfigError(f"model.teacher_workdir = {str(workdir)!r} is not a training work directory (no "
                           f"config.json); fine-tune the teacher first with `jaxcompress train`")
     return config_from_dict(json.loads(path.read_text()))
+
+
+def _load_masks(path: str) -> dict[str, np.ndarray]:
+    """0/1 masks by parameter path from an ``.npz`` (written by the structured CAP driver)."""
+    file = pathlib.Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"config key 'model.unit_masks_file' = {path!r} is not a file")
+    with np.load(file) as data:
+        return {key: np.asarray(data[key], np.float32) for key in data.files}
 
 
 def _replace_values(boxed: Any, values: Any) -> Any:

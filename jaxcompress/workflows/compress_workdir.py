@@ -193,6 +193,8 @@ def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: 
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
     measured = [f"- {h['method']}: measured sparsity {h['measured_sparsity']:.4f} of the {h['pruned_weights']:,} "
                 f"weights it prunes (target {h['sparsity']})" for h in artifact.history if "measured_sparsity" in h]
+    measured += [f"- {h['method']}: measured fraction of units removed {h['measured_unit_sparsity']} (target "
+                 f"{h['sparsity']})" for h in artifact.history if "measured_unit_sparsity" in h]
     (out / "report.md").write_text(f"# Compression report: {name}\n\n" + markdown_table([report])
                                    + ("\n" + "\n".join(measured) + "\n" if measured else ""))
     plot_accuracy_vs_size([report], out / "accuracy_vs_size.png", title=f"{trained.config.name}: {name}")
