@@ -91,6 +91,8 @@ class CapConfig:
                                "(structured CAP: the previous pruning step)")
     banks_from: str = option("", help="work directory of an earlier cap run whose banks this one continues, "
                              "adding the starting student's view as the next snapshot")
+    snapshot_at_start: bool = option(False, help="encode the starting student into the next free snapshot slot "
+                                     "(structured CAP: every run starts from a newly pruned model)")
     unit_masks_file: str = option("", help="an .npz of 0/1 masks by parameter path (structured pruning): those "
                                   "student weights stay exactly zero")
     max_bank_mb: float = option(0.0, help="refuse banks larger than this (MiB); 0: half the memory of one "

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 from typing import Any, NamedTuple
 
@@ -50,6 +49,7 @@ from jaxcompress.configlib import copy_config
 from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.tasks import _text
 from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.train.sharding import device_memory_bytes
 from jaxcompress.train.task import TASKS, Batch, Metrics, Task, register_task
 
 _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -63,18 +63,6 @@ def label_names(dataset: str, split: str, field: str, data_dir: str | None) -> t
 
     feature = load_split(dataset, split, data_dir).info.features[field]
     return tuple(getattr(feature, "names", ()) or ())
-
-
-def device_memory_bytes() -> int:
-    """Memory of one device: an accelerator's own limit, else the host's RAM (0 if unknown)."""
-    device = jax.local_devices()[0]
-    stats = (device.memory_stats() or {}) if device.platform != "cpu" else {}
-    if stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def _text_key(first: str, second: str | None) -> str:
@@ -206,8 +194,15 @@ class CapTask(Task):
         if self.unit_masks:
             student = _replace_values(student, self._apply_masks(nn.unbox(student)))
         encode_key = jax.random.fold_in(rng, 7) if self.cap.encode_dropout else None
-        banks = self._continued_banks(nn.unbox(student), encode_key) if self._banks_from is not None else \
+        banks = self._continued_banks() if self._banks_from is not None else \
             self._fresh_banks(nn.unbox(student), encode_key)
+        if self.cap.snapshot_at_start and self.cap.use_snap:
+            # The next free slot (the earlier run's count is host data, so the slot is static).
+            filled = self._banks_from["snap_filled"] if self._banks_from is not None else np.zeros(self.slots)
+            slot = int(np.sum(np.asarray(filled) > 0.5)) % self.slots
+            view = self._encode_all(self.cap.encoder, self.pooling, nn.unbox(student), encode_key)[0]
+            banks["snap"] = banks["snap"].at[:, slot].set(view.astype(banks["snap"].dtype))
+            banks["snap_filled"] = banks["snap_filled"].at[slot].set(1.0)
         banks = {k: nn.LogicallyPartitioned(v, _BANK_AXES[:v.ndim]) for k, v in banks.items()}
         return {"student": student, "banks": banks}
 
@@ -226,21 +221,14 @@ class CapTask(Task):
                 "teacher_logits": teacher_logits, "snap": jnp.zeros((self.num_examples, self.slots, d), dtype),
                 "snap_filled": jnp.zeros((self.slots,), jnp.float32)}
 
-    def _continued_banks(self, student: Any, key: jax.Array | None) -> dict[str, jax.Array]:
-        """An earlier run's banks, with the starting student's view in the next snapshot slot."""
+    def _continued_banks(self) -> dict[str, jax.Array]:
+        """An earlier run's banks (``model.banks_from``), checked against this run's shapes."""
         prev = self._banks_from
         want = (self.num_examples, self.slots, self.cap.encoder.hidden_size)
         if tuple(prev["snap"].shape) != want:
             raise ConfigError(f"model.banks_from: its snapshot bank has shape {tuple(prev['snap'].shape)}, this run "
                               f"needs {want} (same training split, width and model.snapshot_slots)")
-        slot = int(np.sum(prev["snap_filled"] > 0.5)) % self.slots
-        snap = jnp.asarray(prev["snap"])
-        banks = {k: jnp.asarray(v) for k, v in prev.items()}
-        if self.cap.use_snap:
-            view = self._encode_all(self.cap.encoder, self.pooling, student, key)[0]
-            banks["snap"] = snap.at[:, slot].set(view.astype(snap.dtype))
-            banks["snap_filled"] = banks["snap_filled"].at[slot].set(1.0)
-        return banks
+        return {k: jnp.asarray(v) for k, v in prev.items()}
 
     def _apply_masks(self, student: Any) -> Any:
         """``student`` with the structured masks' removed units set to zero."""

@@ -153,7 +153,7 @@ def structured_cap(finetuned: Config, teacher_workdir: str, workdir: str | pathl
         np.savez(run_dir / "unit_masks.npz", **masks)
         config = cap_config(finetuned, teacher_workdir, pruner="magnitude", sparsity=0.0, steps=retrain_steps,
                             student_init="teacher", snapshot_slots=prune_steps, refresh_every=retrain_steps + 1,
-                            unit_masks_file=str(run_dir / "unit_masks.npz"),
+                            unit_masks_file=str(run_dir / "unit_masks.npz"), snapshot_at_start=True,
                             student_from=str(previous) if previous else "", banks_from=str(previous) if previous else "",
                             **options)
         config.prune = Pruner()  # the unit masks do the pruning

@@ -94,7 +94,7 @@ def test_structured_cap_removes_whole_units_and_chains_the_banks(runs, tmp_path)
 def test_compress_command_reports_measured_sparsity(runs, tmp_path):
     result = run_cli("compress", "--workdir", str(runs / "teacher"), "--method", "cap", "--set", "cap.pruner=movement",
                      "--set", "cap.sparsity=0.9", "--set", "cap.steps=30", "--set", "cap.extra_examples=32",
-                     "--out", str(tmp_path / "out"), timeout=600)
+                     "--out", str(tmp_path / "out"), devices=1, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cap: measured sparsity 0.9" in result.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
