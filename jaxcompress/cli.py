@@ -209,6 +209,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from jaxcompress.compress.methods import method_help
 
     if args.list:
+        import jaxcompress.workflows.cap  # noqa: F401  (registers the training method ``cap``)
+
         for name, families in method_help():
             print(f"{name:12s} {families}")
         return 0
@@ -219,6 +221,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     report = compress_workdir(args.workdir, args.methods, args.settings, args.out)
     print(markdown_table([report]), end="")
+    for step in report["history"]:
+        if "measured_sparsity" in step:
+            print(f"{step['method']}: measured sparsity {step['measured_sparsity']:.4f} (target {step['sparsity']})")
     return 0
 
 

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from jaxcompress.errors import UserError
 
-_RUNNER_MODULES: tuple[str, ...] = ("survey", "span_gcl", "large_then_compress", "albert", "ofa_speech", "lio")
+_RUNNER_MODULES: tuple[str, ...] = ("survey", "span_gcl", "large_then_compress", "albert", "ofa_speech", "lio",
+                                   "cap")
 
 
 @dataclasses.dataclass(frozen=True)

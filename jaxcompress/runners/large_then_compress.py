@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import re
 import time
@@ -110,17 +109,9 @@ def _check_output(out: pathlib.Path) -> None:
 
 def _memory_bytes() -> int:
     """Memory one replica of the model may use: an accelerator's own, else the host's RAM."""
-    import jax
+    from jaxcompress.train.sharding import device_memory_bytes
 
-    device = jax.local_devices()[0]
-    if device.platform != "cpu":
-        stats = device.memory_stats() or {}
-        if stats.get("bytes_limit"):
-            return int(stats["bytes_limit"])
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
+    return device_memory_bytes()
 
 
 def plan(cfg: LargeThenCompressConfig) -> list[dict[str, Any]]:

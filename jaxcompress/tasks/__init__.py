@@ -1,6 +1,7 @@
 """Built-in tasks; importing this package registers them with the loop."""
 
 from jaxcompress.tasks import (  # noqa: F401
+    cap,
     classification,
     distillation,
     gcl,

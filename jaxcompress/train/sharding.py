@@ -14,6 +14,7 @@ Explicit axes of ``jax.make_mesh`` would require.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -117,3 +118,16 @@ def logical_shardings(abstract_boxed: Any, mesh: Mesh, rules: Sequence[tuple[str
     # Mapping over the boxes (not get_partition_spec) keeps None subtrees,
     # such as the parts of a pruning mask tree that mask nothing.
     return jax.tree.map(sharding, abstract_boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def device_memory_bytes() -> int:
+    """Memory one device offers: an accelerator's own limit, else the host's RAM (0 if unknown)."""
+    device = jax.local_devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if stats.get("bytes_limit"):
+            return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 import jaxcompress.tasks  # noqa: F401  (a work directory names its task; the built-in ones must be registered)
+import jaxcompress.workflows.cap  # noqa: F401  (registers the ``cap`` method, which trains)
 from jaxcompress import data as data_lib
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.factored import factored_layers
@@ -178,6 +179,8 @@ def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: 
     for method, fn in zip(methods, steps_fns):
         extra = {"model_config": apply_model_changes(trained.config, artifact.model_changes).model} \
             if method == "structured" else {}
+        if method == "cap":  # trains: needs the run it fine-prunes and a directory to train in
+            extra = {"train_config": trained.config, "workdir": str(workdir), "train_dir": str(out / "train")}
         artifact = fn(artifact, {**options[method], **extra})
 
     before = baseline_eval or evaluate_params(trained.config, uncompressed.params, latency_repeats)
@@ -188,7 +191,12 @@ def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: 
                                 latency_before_s=before[2], latency_after_s=after[2])
     artifact.save(out / "model")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
-    (out / "report.md").write_text(f"# Compression report: {name}\n\n" + markdown_table([report]))
+    measured = [f"- {h['method']}: measured sparsity {h['measured_sparsity']:.4f} of the {h['pruned_weights']:,} "
+                f"weights it prunes (target {h['sparsity']})" for h in artifact.history if "measured_sparsity" in h]
+    measured += [f"- {h['method']}: measured fraction of units removed {h['measured_unit_sparsity']} (target "
+                 f"{h['sparsity']})" for h in artifact.history if "measured_unit_sparsity" in h]
+    (out / "report.md").write_text(f"# Compression report: {name}\n\n" + markdown_table([report])
+                                   + ("\n" + "\n".join(measured) + "\n" if measured else ""))
     plot_accuracy_vs_size([report], out / "accuracy_vs_size.png", title=f"{trained.config.name}: {name}")
     return report
 

@@ -25,24 +25,28 @@ RECIPE = ("TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2) + Lo
 
 
 def _texts_and_labels(name: str, split: str, text_field: str, label_field: str,
-                      data_dir: str | os.PathLike | None) -> tuple[list[str], np.ndarray]:
+                      data_dir: str | os.PathLike | None, pair_field: str | None = None) -> tuple[list[str], np.ndarray]:
     from jaxcompress.data import load_split
     from jaxcompress.data.text.records import as_text
 
     source = load_split(name, split, data_dir)
     batch = source.read(np.arange(len(source)))
-    return [as_text(v) for v in batch[text_field]], np.asarray(batch[label_field], np.int64)
+    texts = [as_text(v) for v in batch[text_field]]
+    if pair_field:  # a sentence pair: the words of both texts
+        texts = [f"{a} {as_text(b)}" for a, b in zip(texts, batch[pair_field])]
+    return texts, np.asarray(batch[label_field], np.int64)
 
 
 def bag_of_words_baseline(name: str, train_split: str = "train", eval_split: str = "validation", *,
                           text_field: str = "text", label_field: str = "label",
-                          data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                          data_dir: str | os.PathLike | None = None, pair_field: str | None = None) -> dict[str, Any]:
     """Accuracy of TF-IDF (1-2 grams) + logistic regression on ``eval_split``, fitted on ``train_split``.
 
     Args:
       name: a prepared dataset with a text feature and an integer (ClassLabel) label.
       train_split, eval_split: split names (TFDS slicing allowed).
       text_field, label_field: the features read.
+      pair_field: the second text of a sentence pair, whose words join the first's.
       data_dir: TFDS data directory; None uses the default.
 
     Returns:
@@ -53,8 +57,8 @@ def bag_of_words_baseline(name: str, train_split: str = "train", eval_split: str
     from sklearn.linear_model import LogisticRegression
 
     start = time.perf_counter()
-    train_x, train_y = _texts_and_labels(name, train_split, text_field, label_field, data_dir)
-    eval_x, eval_y = _texts_and_labels(name, eval_split, text_field, label_field, data_dir)
+    train_x, train_y = _texts_and_labels(name, train_split, text_field, label_field, data_dir, pair_field)
+    eval_x, eval_y = _texts_and_labels(name, eval_split, text_field, label_field, data_dir, pair_field)
     vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
     classifier = LogisticRegression(C=10, max_iter=1000).fit(vectorizer.fit_transform(train_x), train_y)
     accuracy = float((classifier.predict(vectorizer.transform(eval_x)) == eval_y).mean())
