@@ -6,6 +6,7 @@ from jaxcompress.tasks import (  # noqa: F401
     gcl,
     mlm_sop,
     ofa_speech,
+    point,
     speech_probe,
     text_classification,
 )
