@@ -68,7 +68,7 @@ class PointConfig:
 
 def _dense(features: int, names: tuple[str | None, str | None], use_bias: bool = True, name: str | None = None,
            init: Any = None) -> nn.Dense:
-    kernel_init = init or nn.initializers.truncated_normal(0.02)
+    kernel_init = init or nn.initializers.normal(0.02)
     return nn.Dense(features, use_bias=use_bias, name=name,
                     kernel_init=nn.with_logical_partitioning(kernel_init, names),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (names[1],)))
@@ -143,7 +143,7 @@ class PreLNBlock(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
         cfg = self.cfg
         head_dim = cfg.width // cfg.num_heads
-        init = nn.initializers.truncated_normal(0.02)
+        init = nn.initializers.normal(0.02)
         h = _norm("norm1")(x)
 
         def project(name: str) -> jax.Array:

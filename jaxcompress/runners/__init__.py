@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from jaxcompress.errors import UserError
 
-_RUNNER_MODULES: tuple[str, ...] = ("survey", "span_gcl", "large_then_compress", "albert", "ofa_speech")
+_RUNNER_MODULES: tuple[str, ...] = ("survey", "span_gcl", "large_then_compress", "albert", "ofa_speech", "point_mae")
 
 
 @dataclasses.dataclass(frozen=True)
