@@ -99,7 +99,7 @@ def bench(sizes: list[int], batch: int, groups: int, k: int, repeats: int) -> li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1024,2048,4096,8192")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--groups", type=int, default=64)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)

@@ -52,6 +52,7 @@ from jaxcompress.train.checkpoint import restore_params
 from jaxcompress.train.metrics import read_metrics
 
 DATASET = "point_shapes_scan"
+FINETUNE_LR = 2e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +68,11 @@ class Plan:
 
 def _plan(quick: bool) -> Plan:
     if quick:
-        return Plan(pretrain_steps=60, finetune_steps=60, seeds=(0,),
+        return Plan(pretrain_steps=80, finetune_steps=100, seeds=(0,),
                     pretrainings=(("mae100", "mae", 100), ("mae25", "mae", 25), ("moco100", "moco", 100)),
                     finetunings=(("none", "scratch"), ("mae100", "full"), ("mae100", "probe"),
                                  ("mae100", "unfreeze"), ("moco100", "full")))
-    return Plan(pretrain_steps=400, finetune_steps=160, seeds=(0, 1),
+    return Plan(pretrain_steps=300, finetune_steps=150, seeds=(0, 1),
                 pretrainings=(("mae100", "mae", 100), ("mae50", "mae", 50), ("mae25", "mae", 25),
                               ("moco100", "moco", 100), ("hybrid100", "hybrid", 100)),
                 finetunings=(("none", "scratch"), ("mae100", "full"), ("mae100", "probe"),
@@ -182,7 +183,8 @@ def _finetune(request: RunRequest, plan: Plan, out: pathlib.Path, init: str, reg
     init_from = "" if init == "none" else str(out / "runs" / init)
     cfg = model_config(regime=regime, init_from=init_from)
     name = f"ft-{init}-{regime}-seed{seed}"
-    config = point_finetune_config(f"point-{name}", cfg, DATASET, plan.finetune_steps)
+    # 2e-3 rather than the paper's 5e-4: at 5e-4 a 60-step run stays at the chance rate (measured).
+    config = point_finetune_config(f"point-{name}", cfg, DATASET, plan.finetune_steps, learning_rate=FINETUNE_LR)
     config.data.eval_split = ""  # scored below with one jitted function shared by every run
     config.seed = config.data.seed = seed
     config = apply_overrides(config, list(request.overrides))
