@@ -8,6 +8,7 @@ from jaxcompress.tasks import (  # noqa: F401
     lio,
     mlm_sop,
     ofa_speech,
+    point,
     speech_probe,
     text_classification,
 )

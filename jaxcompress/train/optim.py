@@ -22,14 +22,21 @@ def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule
     return optax.join_schedules([warmup, decay], [cfg.warmup_steps])
 
 
-def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(cfg: OptimConfig, total_steps: int, step_offset: int = 0) -> optax.GradientTransformation:
     """The optax transformation a config asks for, with optional global-norm clipping.
+
+    ``step_offset`` shifts the schedule: the optimiser's first update uses the
+    learning rate of step ``step_offset`` (for parts that start training late,
+    see :mod:`jaxcompress.train.freeze`).
 
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019 (adamw);
       You et al., "Large Batch Optimization for Deep Learning", ICLR 2020 (lamb).
     """
     lr = learning_rate_schedule(cfg, total_steps)
+    if step_offset:
+        base = lr
+        lr = lambda count: base(count + step_offset)  # noqa: E731
     if cfg.name == "adamw":
         core = optax.adamw(lr, b1=cfg.momentum, weight_decay=cfg.weight_decay)
     elif cfg.name == "adam":
