@@ -70,6 +70,7 @@ def jax_epochs(arrays: dict[str, np.ndarray], batch: int, epochs: int) -> tuple[
     settings = gcl.GCLConfig(framework="graphcl", encoder="gin", hidden=HIDDEN, num_layers=LAYERS,
                                proj_hidden=HIDDEN, proj_dim=HIDDEN, temperature=TEMPERATURE,
                                augmentation="edge_drop", aug_ratio=DROP)
+    settings = settings.for_dataset(arrays[gb.EDGES].shape[1])
     model = gcl.GCLModel(settings)
     first = batches(arrays, batch, 0)[0]
     params = jax.tree.map(lambda x: getattr(x, "value", x),
