@@ -128,7 +128,8 @@ class Config:
     keep_checkpoints: int = option(3, help="how many recent checkpoints to keep", min=1)
     log_every: int = option(10, help="write metrics every N steps", min=1)
     steps_per_call: int = option(1, help="train steps per host call (a scan over that many batches); >1 cuts "
-                                 "the per-step dispatch cost of small, fast steps", min=1)
+                                 "the per-step dispatch cost of small, fast steps; calls stop at logs, evaluations and checkpoints, and "
+                                 "each distinct call length compiles once, so a divisor of log_every is best", min=1)
     seed: int = option(0, help="model initialisation and dropout seed", min=0)
     logical_rules: tuple[tuple[str, Any], ...] = option(
         DEFAULT_LOGICAL_RULES, help="logical axis name -> mesh axes (set in Python configs)")
