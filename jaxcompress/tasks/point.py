@@ -34,7 +34,7 @@ from jaxcompress.data.point_shapes import check_point_clouds
 from jaxcompress.errors import ConfigError, DataError
 from jaxcompress.nn.point import PointClassifier
 from jaxcompress.ssl import point_ssl as ps
-from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.train.checkpoint import graft_params, restore_params
 from jaxcompress.train.freeze import NEVER, staged_optimizer
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
@@ -212,12 +212,10 @@ class PointClassificationTask(Task):
         return batch
 
     def init(self, rng: jax.Array, batch: Batch) -> Any:
-        from jaxcompress.tasks.speech_probe import graft
-
         centers, patches = ps.tokenize(self.cfg, batch[POINTS], None)
         params = dict(self.model.init(rng, patches, centers)["params"])
         if self._encoder is not None:
-            params["encoder"] = graft(params["encoder"], self._encoder, f"config key 'model.init_from' = "
+            params["encoder"] = graft_params(params["encoder"], self._encoder, f"config key 'model.init_from' = "
                                                                         f"{self.cfg.init_from!r}")
         return params
 

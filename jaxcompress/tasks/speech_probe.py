@@ -24,7 +24,6 @@ import json
 import pathlib
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +36,7 @@ from jaxcompress.nn.speech import SpeechEncoder, SpeechEncoderConfig
 from jaxcompress.speech.batching import check_features, model_inputs
 from jaxcompress.ssl import ofa_probe
 from jaxcompress.ssl.ofa import BASE_FRAME_MS
-from jaxcompress.train.checkpoint import restore_params
+from jaxcompress.train.checkpoint import graft_params, restore_params
 from jaxcompress.train.task import Batch, Metrics, Task, register_task
 
 
@@ -77,24 +76,6 @@ def load_upstream(workdir: str, key: str = "model.upstream") -> tuple[SpeechEnco
     names = {f.name for f in dataclasses.fields(SpeechEncoderConfig)}
     encoder_config = SpeechEncoderConfig(**{k: v for k, v in saved["model"].items() if k in names})
     return encoder_config, restore_params(workdir, "encoder", field=f"config key {key!r}")
-
-
-def graft(boxed: Any, values: Any, source: str) -> Any:
-    """``boxed`` (an init tree with logical-axis boxes) with its values replaced by ``values``."""
-    flat_boxed = jax.tree_util.tree_flatten_with_path(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))[0]
-    flat_values = dict(jax.tree_util.tree_flatten_with_path(values)[0])
-    leaves = []
-    for path, leaf in flat_boxed:
-        shape = (leaf.value if isinstance(leaf, nn.Partitioned) else leaf).shape
-        value = flat_values.get(path)
-        if value is None or tuple(value.shape) != tuple(shape):
-            where = jax.tree_util.keystr(path)
-            raise CheckpointError(f"{source}: parameter {where} is missing or has shape "
-                                  f"{None if value is None else value.shape}, expected {shape}")
-        leaves.append(leaf.replace_boxed(jnp.asarray(value)) if isinstance(leaf, nn.Partitioned)
-                      else jnp.asarray(value))
-    treedef = jax.tree_util.tree_structure(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
-    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def label_count(dataset: str, target: ofa_probe.ProbeTarget, data_dir: str | None) -> int:
@@ -145,7 +126,7 @@ class SpeechProbeTask(Task):
         width = (batch["logmel"].shape[1] + 1) // 2
         spans = jnp.zeros((batch["logmel"].shape[0], width), bool)
         boxed = self.encoder.init(rng, batch["logmel"], batch["mask"], 0.5, spans)["params"]
-        upstream = graft(boxed, self._upstream, f"config key 'model.upstream' = {self.cfg.upstream!r}")
+        upstream = graft_params(boxed, self._upstream, f"config key 'model.upstream' = {self.cfg.upstream!r}")
         hidden = jnp.zeros((batch["logmel"].shape[0], width, self.encoder_config.hidden_size))
         head = self.head.init(rng, hidden, jnp.ones(hidden.shape[:2], bool))["params"]
         params = {"upstream": upstream, "head": head}

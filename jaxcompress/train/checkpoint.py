@@ -14,7 +14,9 @@ import sys
 import time
 from typing import Any
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
@@ -164,3 +166,26 @@ def restore_params(workdir: str | pathlib.Path, subtree: str | None = None, *, f
                                   f"{', '.join(sorted(params)) or 'none'})")
         params = params[subtree]
     return jax.tree.map(np.asarray, params)
+
+
+def graft_params(boxed: Any, values: Any, source: str) -> Any:
+    """``boxed`` (an init tree with logical-axis boxes) with its values replaced by ``values`` (same tree,
+    same shapes), so restored weights are sharded like fresh ones.
+
+    Raises:
+      CheckpointError: naming ``source`` and the first parameter that is missing or shaped differently.
+    """
+    flat_boxed = jax.tree_util.tree_flatten_with_path(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))[0]
+    flat_values = dict(jax.tree_util.tree_flatten_with_path(values)[0])
+    leaves = []
+    for path, leaf in flat_boxed:
+        shape = (leaf.value if isinstance(leaf, nn.Partitioned) else leaf).shape
+        value = flat_values.get(path)
+        if value is None or tuple(value.shape) != tuple(shape):
+            where = jax.tree_util.keystr(path)
+            raise CheckpointError(f"{source}: parameter {where} is missing or has shape "
+                                  f"{None if value is None else value.shape}, expected {shape}")
+        leaves.append(leaf.replace_boxed(jnp.asarray(value)) if isinstance(leaf, nn.Partitioned)
+                      else jnp.asarray(value))
+    treedef = jax.tree_util.tree_structure(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    return jax.tree_util.tree_unflatten(treedef, leaves)
