@@ -5,11 +5,13 @@ generators), the same hyper-parameters (both views, T projected-gradient
 steps each, budget 0.2 |E|, GCN-normalised adjacency, normalised steps) and the
 same starting points are run by:
 
-* ``jax``: ``jaxcompress.ssl.span_cache.compute``: graphs sorted by size into
-  node buckets, ``jit(vmap(...))`` over chunks of graphs, ``eigvalsh`` with
-  autodiff; timed once including compilation and once compiled;
-* ``jax-frobenius``: the same with ``spectrum="frobenius"`` (||eig(M)||_2 =
-  ||M||_F for symmetric M: the identical objective without an eigendecomposition);
+* ``jax`` (the default, ``spectrum="auto"``): ``jaxcompress.ssl.span_cache.compute``
+  with the library's default chunking and node buckets: graphs sorted by size
+  into buckets, ``jit(vmap(...))`` over chunks of graphs, the exact Frobenius
+  form of the objective (||eig(M)||_2 = ||M||_F for symmetric M) and the
+  Newton projection; timed once including compilation and once compiled;
+* ``jax-eigvalsh``: the same with ``spectrum="eigvalsh"`` (the reference's
+  eigendecomposition every step, autodiff through it);
 * ``numpy``: one graph at a time in a Python loop, ``np.linalg.eigh`` every step
   with the hand-derived gradient, bisection projection (as the reference);
 * ``torch``: the reference code's structure: one graph at a time,
@@ -27,20 +29,18 @@ reason (``--xla_cpu_multi_thread_eigen=false``; set the flag in ``XLA_FLAGS`` to
 override). Ours runs on one CPU device and, with ``--devices K`` (K > 1), also
 sharded over K virtual CPU devices along the mesh ``data`` axis, one device
 per core, which is how the batched version uses a multi-core host; the
-per-graph loops have no such axis. On the shared 2-core
-machine two runs with ``--devices 2`` hung (the main thread waiting for a
-result, in the unsharded variant; once with the Eigen pool on, once off), and
-the sharded precompute hangs on every try there: jaxlib 0.10.2's batched CPU
-``eigh`` waits on the shared intra-op pool (see ``span_cache._unsafe_cpu_mesh``,
-which makes the library run such meshes on one device; the sharded variant
-here forces sharding to measure it). The default is 1 device.
+per-graph loops have no such axis. The sharded rows run the default
+(no eigendecomposition): jaxlib 0.10.2's batched CPU ``eigh`` can deadlock
+on the shared intra-op pool when several CPU devices run it (see
+``span_cache._unsafe_cpu_mesh``). The default is 1 device.
 
-Run: python benchmarks/span_precompute.py [--graphs 1000] [--iterations 20] [--loop-graphs 100] [--devices 2] [--json FILE]
+Run: python benchmarks/span_precompute.py [--graphs 1000] [--iterations 20] [--loop-graphs 100] [--devices 2] [--no-eigvalsh] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -172,7 +172,8 @@ def main() -> None:
     parser.add_argument("--graphs", type=int, default=1000)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--loop-graphs", type=int, default=None, help="graphs timed by the per-graph loops")
-    parser.add_argument("--chunk", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=32, help="graphs per jitted call (the library's default)")
+    parser.add_argument("--no-eigvalsh", action="store_true", help="skip the eigendecomposition variant")
     parser.add_argument("--devices", type=int, default=1,
                         help="virtual CPU devices for the sharded run (set before JAX starts; > 1 adds it)")
     parser.add_argument("--json", default=None)
@@ -188,32 +189,33 @@ def main() -> None:
     from jaxcompress.train.sharding import build_mesh
 
     mesh = build_mesh(MeshConfig()) if jax.device_count() > 1 else None
-    frobenius = span.SpanConfig(iterations=args.iterations, spectrum="frobenius")
-    variants = [("jax", config, None), ("jax-frobenius", frobenius, None)]
+    bucket = span_cache.default_bucket(budget.max_nodes)
+    variants = [("jax", config, None)]
+    if not args.no_eigvalsh:
+        variants.append(("jax-eigvalsh", dataclasses.replace(config, spectrum="eigvalsh"), None))
     if mesh is not None:
-        variants += [(f"jax sharded x{jax.device_count()}", config, mesh),
-                     (f"jax-frobenius sharded x{jax.device_count()}", frobenius, mesh)]
+        variants.append((f"jax sharded x{jax.device_count()}", config, mesh))
     for name, cfg, where in variants:
         start = time.perf_counter()
-        span_cache.compute(padded, cfg, chunk=args.chunk, bucket=16, mesh=where, progress=False,
-                           cpu_sharding=True)
+        span_cache.compute(padded, cfg, chunk=args.chunk, bucket=bucket, mesh=where, progress=False)
         with_compile = time.perf_counter() - start
-        start = time.perf_counter()
-        results[name] = span_cache.compute(padded, cfg, chunk=args.chunk, bucket=16, mesh=where, progress=False,
-                                           cpu_sharding=True)
-        rows[name] = {"seconds": time.perf_counter() - start, "seconds_with_compile": with_compile}
+        start, cpu = time.perf_counter(), time.process_time()
+        results[name] = span_cache.compute(padded, cfg, chunk=args.chunk, bucket=bucket, mesh=where, progress=False)
+        rows[name] = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
+                      "seconds_with_compile": with_compile}
     loop_count = min(args.loop_graphs or args.graphs, args.graphs)
     sizes = np.asarray([g.num_nodes for g in graphs[:loop_count]])
     inits = initial_points(padded[gb.GRAPH_ID][:loop_count], sizes, config)
     check = {}
     for name, loop in (("numpy", numpy_loop), ("torch", torch_loop)):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = loop(graphs[:loop_count], inits, config)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         if out is None:
             rows[name] = {"seconds": float("nan"), "skipped": "PyTorch is not installed (pip install -e .[bench])"}
             continue
-        rows[name] = {"seconds": seconds * args.graphs / loop_count, "measured_graphs": loop_count}
+        rows[name] = {"seconds": seconds * args.graphs / loop_count, "cpu_seconds": cpu * args.graphs / loop_count,
+                      "measured_graphs": loop_count}
         diffs = [np.abs(out[2 * i][:g.num_nodes, :g.num_nodes] - results["jax"].p_max[i][:g.num_nodes, :g.num_nodes]).max()
                  for i, g in enumerate(graphs[:loop_count])]
         check[name] = float(np.max(diffs))
@@ -223,19 +225,23 @@ def main() -> None:
     print(f"SPAN precompute: {args.graphs} graphs of {min(g.num_nodes for g in graphs)}-"
           f"{max(g.num_nodes for g in graphs)} nodes, 2 views x {args.iterations} steps, "
           f"{platform.processor() or platform.machine()}, {jax.device_count()} device(s), JAX {jax.__version__}")
-    print(f"| implementation | seconds ({args.graphs} graphs) | with compile | graphs/s | time / ours (jax, 1 device) |")
-    print("|---|---|---|---|---|")
+    print(f"| implementation | seconds ({args.graphs} graphs) | CPU seconds | with compile | graphs/s | "
+          "time / ours (jax default, 1 device) |")
+    print("|---|---|---|---|---|---|")
     for name, row in rows.items():
         if "skipped" in row:
-            print(f"| {name} | skipped: {row['skipped']} | | | |")
+            print(f"| {name} | skipped: {row['skipped']} | | | | |")
             continue
         compile_cell = f"{row['seconds_with_compile']:.1f}" if "seconds_with_compile" in row else "-"
-        print(f"| {name} | {row['seconds']:.1f} | {compile_cell} | {args.graphs / row['seconds']:.1f} | "
+        print(f"| {name} | {row['seconds']:.1f} | {row['cpu_seconds']:.1f} | {compile_cell} | "
+              f"{args.graphs / row['seconds']:.1f} | "
               f"{row['seconds'] / ours:.2f}x |")
     print("max |P_loop - P_jax| over the checked graphs (view 1):",
           ", ".join(f"{k} {v:.2e}" for k, v in check.items()))
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({"rows": rows, "agreement": check}, indent=2))
+        setup = {"graphs": args.graphs, "iterations": args.iterations, "chunk": args.chunk, "bucket": bucket,
+                 "devices": jax.device_count(), "jax": jax.__version__}
+        pathlib.Path(args.json).write_text(json.dumps({"setup": setup, "rows": rows, "agreement": check}, indent=2))
 
 
 if __name__ == "__main__":

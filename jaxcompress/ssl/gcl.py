@@ -72,7 +72,7 @@ class GCLConfig:
     span_operator: str = option("gcn_adj", help="spectral operator", choices=span.OPERATORS)
     span_objective: str = option("norm", help="||eig|| (norm) or distance to the original spectrum (l2)",
                                  choices=span.OBJECTIVES)
-    span_spectrum: str = option("eigvalsh", help="eigvalsh, or the exact Frobenius shortcut for 'norm'",
+    span_spectrum: str = option("auto", help="eigvalsh, frobenius (exact shortcut for 'norm') or auto (it where exact)",
                                 choices=span.SPECTRA)
     span_normalize_grad: bool = option(True, help="scale each SPAN step by the largest |gradient|")
     span_clip_max: float = option(1.0, help="upper bound of a flip probability", min=0.0, max=1.0,

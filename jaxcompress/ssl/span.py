@@ -12,7 +12,7 @@ symmetric edge-flip probability matrices, one per contrastive view:
 * view 1 maximises f, view 2 minimises it, each by projected gradient ascent
   ``P <- Proj(P +- lr_t grad f)``, ``lr_t = lr / sqrt(t + 1)``, where Proj is
   the projection onto ``{0 <= P <= clip_max, sum P <= ratio * |E|}`` found by
-  bisection on the shift mu of ``clip(P - mu, 0, clip_max)``.
+  a safeguarded Newton search for the shift mu of ``clip(P - mu, 0, clip_max)``.
 
 Only the strict upper triangle is a parameter (P is its mirror), so the views
 sampled from P are symmetric by construction (the reference samples both
@@ -32,7 +32,8 @@ Only eigenvalues are needed (``eigvalsh``, never eigenvector outputs), whose
 gradients stay finite at repeated eigenvalues. For the default ``norm``
 objective ``||eig(M)||_2 = ||M||_F`` for any symmetric M, so
 ``spectrum="frobenius"`` gives the same values and gradients without an
-eigendecomposition; ``"eigvalsh"`` (default) follows the reference.
+eigendecomposition; ``"eigvalsh"`` follows the reference; ``"auto"`` (default)
+takes the Frobenius form wherever it is exact.
 
 References:
   Lin, Chen & Wang, "Spectral Augmentation for Self-Supervised Learning on
@@ -56,7 +57,7 @@ from jaxcompress.errors import ConfigError
 PAD_SENTINEL = -4.0
 OPERATORS = ("gcn_adj", "lap")
 OBJECTIVES = ("norm", "l2")
-SPECTRA = ("eigvalsh", "frobenius")
+SPECTRA = ("auto", "eigvalsh", "frobenius")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +70,13 @@ class SpanConfig:
       iterations: PGA steps T per view.
       operator: "gcn_adj" (reference code) or "lap" (paper).
       objective: "norm" (||eig||) or "l2" (||eig - eig(A)||, distance to the original spectrum).
-      spectrum: "eigvalsh" or "frobenius" (same values for objective "norm", no eigendecomposition).
+      spectrum: "eigvalsh", "frobenius" (same values for objective "norm", no eigendecomposition) or
+        "auto" (the default: "frobenius" for "norm", "eigvalsh" for "l2"; see :meth:`resolved_spectrum`).
       clip_max: upper bound of every flip probability (the box of the projection).
       normalize_grad: divide each step by the largest |gradient| of the graph, so
         lr is in probability units whatever the graph size (the raw gradient is
         O(1/n) and the budget then rarely binds).
-      bisection_iters: bisection steps of the projection.
+      bisection_iters: most root-search steps of the projection (Newton with a bisection fallback).
       seed: seed of the U(1e-5, 1/n) initialisation (folded with the graph id).
     """
 
@@ -83,7 +85,7 @@ class SpanConfig:
     iterations: int = 20
     operator: str = "gcn_adj"
     objective: str = "norm"
-    spectrum: str = "eigvalsh"
+    spectrum: str = "auto"
     clip_max: float = 1.0
     normalize_grad: bool = True
     bisection_iters: int = 30
@@ -93,7 +95,7 @@ class SpanConfig:
         checks = [(self.operator in OPERATORS, f"span operator must be one of {OPERATORS}, got {self.operator!r}"),
                   (self.objective in OBJECTIVES, f"span objective must be one of {OBJECTIVES}, got {self.objective!r}"),
                   (self.spectrum in SPECTRA, f"span spectrum must be one of {SPECTRA}, got {self.spectrum!r}"),
-                  (self.spectrum == "eigvalsh" or self.objective == "norm",
+                  (self.spectrum != "frobenius" or self.objective == "norm",
                    "span spectrum 'frobenius' only computes the 'norm' objective"),
                   (0.0 <= self.ratio <= 10.0, f"span ratio must lie in [0, 10], got {self.ratio}"),
                   (self.lr > 0, f"span lr must be > 0, got {self.lr}"),
@@ -103,6 +105,17 @@ class SpanConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    @property
+    def resolved_spectrum(self) -> str:
+        """The spectrum actually computed: "auto" is the Frobenius identity wherever it is exact."""
+        if self.spectrum != "auto":
+            return self.spectrum
+        return "frobenius" if self.objective == "norm" else "eigvalsh"
+
+    @property
+    def needs_eigendecomposition(self) -> bool:
+        return self.objective == "l2" or self.resolved_spectrum == "eigvalsh"
 
     def fingerprint(self) -> str:
         """Short stable hash of the hyper-parameters (cache keys)."""
@@ -180,8 +193,8 @@ def objective(upper: jax.Array, adjacency: jax.Array, node_mask: jax.Array, conf
     base = normalized_operator(adjacency, node_mask, config.operator)
     view = normalized_operator(adjacency + flip_signs(adjacency, node_mask) * p, node_mask, config.operator)
     if config.objective == "norm":
-        return spectral_norm(view, node_mask, config.spectrum) / jnp.maximum(
-            spectral_norm(base, node_mask, config.spectrum), 1e-12)
+        spectrum = config.resolved_spectrum
+        return spectral_norm(view, node_mask, spectrum) / jnp.maximum(spectral_norm(base, node_mask, spectrum), 1e-12)
     eig0, _ = masked_spectrum(base, node_mask)
     eig, _ = masked_spectrum(view, node_mask)
     # sqrt(x + tiny): the distance is 0 at P = 0, where sqrt has no derivative.
@@ -192,26 +205,55 @@ def project_budget(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: f
                    iters: int = 30) -> jax.Array:
     """Euclidean projection onto ``{0 <= p <= clip_max, sum(mask * p) <= budget}``.
 
-    When the clipped mass exceeds the budget, finds by bisection the shift mu
-    with ``sum(mask * clip(p - mu, 0, clip_max)) = budget`` and returns the
-    upper end of the final bracket (so the mass never exceeds the budget).
+    When the clipped mass exceeds the budget, finds the shift mu with
+    ``g(mu) = sum(mask * clip(p - mu, 0, clip_max)) = budget``. g is piecewise
+    linear and decreasing, so a Newton step lands on the root of the current
+    piece; from ``max(p) - clip_max`` rightwards no entry is capped, g is convex
+    there and Newton from the left never overshoots (Michelot's simplex
+    projection). Steps that would leave the bracket bisect instead, which
+    covers roots among capped entries. This takes ~5 passes over p where plain
+    bisection to the same precision takes ~25-30, and it ends on the root
+    itself (the mass equals the budget within float rounding).
+
     Shapes: p, mask [...]; budget scalar; returns p's shape, zero off the mask.
+    ``iters`` caps the root-search steps (each is one pass over p).
+
+    References:
+      Michelot, "A finite algorithm for finding the projection of a point onto
+      the canonical simplex of R^n", JOTA 1986; Xu et al., IJCAI 2019 (the box
+      and budget constraint of the edge-flip attack).
     """
     p = p * mask
+    tolerance = 1e-6 * (1.0 + budget)
 
-    def mass(mu: jax.Array) -> jax.Array:
-        return jnp.sum(mask * jnp.clip(p - mu, 0.0, clip_max))
+    def excess_and_slope(mu: jax.Array) -> tuple[jax.Array, jax.Array]:
+        shifted = p - mu
+        free = mask * ((shifted > 0.0) & (shifted < clip_max))
+        return jnp.sum(mask * jnp.clip(shifted, 0.0, clip_max)) - budget, jnp.sum(free)
 
-    def body(_: int, bounds: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        over = mass(mid) > budget
-        return jnp.where(over, mid, lo), jnp.where(over, hi, mid)
+    def searching(state: tuple[jax.Array, ...]) -> jax.Array:
+        lo, hi, _, excess, step = state
+        return (step < iters) & (jnp.abs(excess) > tolerance) & (hi - lo > 1e-7)
 
-    lo = jnp.minimum(jnp.min(jnp.where(mask > 0, p, 0.0)), 0.0)
-    hi = jnp.max(p)
-    _, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    projected = jnp.where(mass(0.0) > budget, jnp.clip(p - hi, 0.0, clip_max), jnp.clip(p, 0.0, clip_max))
+    def search_step(state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        lo, hi, mu, _, step = state
+        excess, slope = excess_and_slope(mu)
+        lo, hi = jnp.where(excess > 0, mu, lo), jnp.where(excess > 0, hi, mu)
+        newton = mu + excess / jnp.maximum(slope, 1.0)
+        inside = (slope > 0) & (newton > lo) & (newton < hi)
+        following = jnp.where(inside, newton, 0.5 * (lo + hi))
+        # On convergence take the last Newton step when it is to the right, so the mass never exceeds the budget.
+        converged = jnp.abs(excess) <= tolerance
+        mu = jnp.where(converged, mu + jnp.maximum(excess, 0.0) / jnp.maximum(slope, 1.0), following)
+        return lo, hi, mu, excess, step + 1
+
+    top = jnp.max(p)
+    over_budget = excess_and_slope(jnp.zeros_like(top))[0] > 0
+    start = jnp.maximum(top - clip_max, 0.0)
+    # Under budget the search does not run (excess 0 fails the loop test at once).
+    initial = (jnp.zeros_like(top), top, start, jnp.where(over_budget, jnp.inf, 0.0), jnp.int32(0))
+    _, _, mu, _, _ = jax.lax.while_loop(searching, search_step, initial)
+    projected = jnp.clip(p - jnp.where(over_budget, mu, 0.0), 0.0, clip_max)
     return projected * mask
 
 

@@ -99,18 +99,21 @@ def _compiled(config: span.SpanConfig, size: int, mesh: Mesh | None) -> Any:
     return jax.jit(both, in_shardings=(rows,) * 5, out_shardings=(rows, rows, rows))
 
 
-def _unsafe_cpu_mesh(mesh: Mesh | None) -> bool:
-    """Whether ``mesh`` spans several CPU devices.
+def _unsafe_cpu_mesh(mesh: Mesh | None, config: span.SpanConfig) -> bool:
+    """Whether ``mesh`` spans several CPU devices and ``config`` needs ``eigvalsh``.
 
     jaxlib 0.10.2's CPU LAPACK kernels split a batched ``eigh`` over the
     process-wide intra-op thread pool and block a pool thread until the parts
     finish (``ParallelBatchMap``); with the graph axis sharded over several CPU
     devices, every device's ``eigh`` can hold a pool thread while its parts
-    wait in the queue of the same exhausted pool, and the precompute never
-    returns. On a 2-core host this happened on every try with 2 or 8 virtual
-    devices (400 graphs of up to 36 nodes); one device did not hang.
+    wait in the queue of the same exhausted pool, and the precompute may never
+    return (on a 2-core host: 400 graphs of up to 36 nodes over 8 virtual
+    devices hung in one try of four). The default configuration computes no
+    eigendecomposition (``spectrum="auto"`` takes the exact Frobenius form of
+    the "norm" objective), so it shards over CPU devices; only the
+    eigendecomposition paths run such meshes on one device.
     """
-    return mesh is not None and mesh.devices.size > 1 and all(d.platform == "cpu" for d in mesh.devices.flat)
+    return config.needs_eigendecomposition and mesh is not None and mesh.devices.size > 1 and all(d.platform == "cpu" for d in mesh.devices.flat)
 
 
 def compute(padded: dict[str, np.ndarray], config: span.SpanConfig, *, chunk: int = 32, bucket: int = 8,
@@ -125,9 +128,10 @@ def compute(padded: dict[str, np.ndarray], config: span.SpanConfig, *, chunk: in
       chunk: graphs per jitted call (rounded up to a multiple of the mesh ``data`` size).
       bucket: node buckets are multiples of this (padding waste vs compiles).
       mesh: shard each chunk's graph axis over ``data`` (None: default device).
-        A mesh of several CPU devices runs on one device instead unless
-        ``cpu_sharding`` is set: see :func:`_unsafe_cpu_mesh` (a CPU's cores
-        are used by the LAPACK calls either way).
+        With an eigendecomposition in the objective, a mesh of several CPU
+        devices runs on one device instead unless ``cpu_sharding`` is set:
+        see :func:`_unsafe_cpu_mesh` (a CPU's cores are used by the LAPACK
+        calls either way).
       progress: tqdm bar over graphs.
       cpu_sharding: shard over a multi-device CPU mesh anyway (small graphs, tests).
 
@@ -143,7 +147,7 @@ def compute(padded: dict[str, np.ndarray], config: span.SpanConfig, *, chunk: in
     count, max_edges = edges.shape[0], edges.shape[1]
     max_nodes = int(padded[gb.NODE_FEATURES].shape[1]) if gb.NODE_FEATURES in padded else int(
         max(num_nodes.max(initial=1), 1))
-    if _unsafe_cpu_mesh(mesh) and not cpu_sharding:
+    if _unsafe_cpu_mesh(mesh, config) and not cpu_sharding:
         mesh = None
     if mesh is not None:
         chunk = int(np.ceil(chunk / mesh.shape["data"]) * mesh.shape["data"])

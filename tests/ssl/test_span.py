@@ -89,9 +89,13 @@ def test_frobenius_shortcut_equals_eigvalsh_objective_and_gradient():
     x, m = _pad(a, 16)
     u = jnp.asarray(np.triu(np.random.default_rng(2).uniform(0, 0.3, (16, 16)), 1), jnp.float32)
     value_and_grad = jax.jit(jax.value_and_grad(span.objective), static_argnums=3)
-    results = [value_and_grad(u, x, m, span.SpanConfig(spectrum=s)) for s in span.SPECTRA]
-    assert float(results[0][0]) == pytest.approx(float(results[1][0]), abs=1e-5)
-    np.testing.assert_allclose(np.asarray(results[0][1]), np.asarray(results[1][1]), atol=1e-5)
+    exact_value, exact_grad = value_and_grad(u, x, m, span.SpanConfig(spectrum="eigvalsh"))
+    for spectrum in ("frobenius", "auto"):
+        assert span.SpanConfig(spectrum=spectrum).resolved_spectrum == "frobenius"
+        value, grad = value_and_grad(u, x, m, span.SpanConfig(spectrum=spectrum))
+        assert float(value) == pytest.approx(float(exact_value), abs=1e-5)
+        np.testing.assert_allclose(np.asarray(grad), np.asarray(exact_grad), atol=1e-5)
+    assert span.SpanConfig(objective="l2").resolved_spectrum == "eigvalsh"
 
 
 @pytest.mark.parametrize("graph", [nx.star_graph(7), nx.complete_graph(6), nx.empty_graph(4)])
@@ -167,7 +171,9 @@ def test_precompute_is_independent_of_chunking_bucketing_and_sharding(tmp_path):
     from jaxcompress.train.sharding import build_mesh
 
     mesh = build_mesh(MeshConfig())
-    assert span_cache._unsafe_cpu_mesh(mesh) == (jax.devices()[0].platform == "cpu" and mesh.devices.size > 1)
+    on_cpu_mesh = jax.devices()[0].platform == "cpu" and mesh.devices.size > 1
+    assert span_cache._unsafe_cpu_mesh(mesh, span.SpanConfig(spectrum="eigvalsh")) == on_cpu_mesh
+    assert not span_cache._unsafe_cpu_mesh(mesh, config)  # the default computes no eigendecomposition
     sharded = span_cache.compute(padded, config, chunk=8, mesh=mesh, progress=False, cpu_sharding=True)
     np.testing.assert_allclose(sharded.p_max, base.p_max, atol=1e-5)
     assert np.all(base.p_max[5] == 0) and np.all(base.expected_flips <= base.budget[:, None] + 1e-3)
