@@ -34,6 +34,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -71,18 +72,21 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _implementations(family: str, args: argparse.Namespace) -> dict[str, tuple[Callable, Any]]:
-    """name -> (forward(params, ids, types, mask) -> (sequence, pooled), params)."""
+    """name -> (forward(params, ids, types, mask) -> (sequence, pooled), params); ours once per remat policy."""
     reference = _reference(family, args)
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(tmp, safe_serialization=True)
         config, params = load_hf_checkpoint(tmp)
     config.dtype = args.dtype
     config.scan_unroll = args.unroll
-    config.remat = args.remat
-    ours = AlbertEncoder(config)
+    impls = {}
+    for policy in args.remat:
+        model = AlbertEncoder(dataclasses.replace(config, remat=policy))
 
-    def ours_forward(p, ids, types, mask):
-        return ours.apply({"params": p}, ids, types, mask)
+        def ours_forward(p, ids, types, mask, model=model):
+            return model.apply({"params": p}, ids, types, mask)
+
+        impls[f"ours remat={policy}"] = (ours_forward, jax.tree.map(jnp.asarray, params["encoder"]))
 
     def hf_forward(p, ids, types, mask):
         out = reference.module.apply({"params": p}, ids, mask, types, jnp.broadcast_to(jnp.arange(ids.shape[1]),
@@ -90,8 +94,7 @@ def _implementations(family: str, args: argparse.Namespace) -> dict[str, tuple[C
                                      deterministic=True, return_dict=False)
         return out[0], out[1]
 
-    return {"ours": (ours_forward, jax.tree.map(jnp.asarray, params["encoder"])),
-            "transformers": (hf_forward, reference.params)}
+    return {**impls, "transformers": (hf_forward, reference.params)}
 
 
 def _loss(forward: Callable) -> Callable:
@@ -129,6 +132,30 @@ def _warm_up_compiler() -> None:
     _compile(step, w, tx.init(w), jnp.ones((8, 64)))
 
 
+def sgemm_flops_per_s(n: int = 1024, repeats: int = 5) -> float:
+    """This CPU's float32 matrix-multiply rate through NumPy's BLAS (median of ``repeats``)."""
+    a, b = (np.random.default_rng(i).standard_normal((n, n)).astype(np.float32) for i in (0, 1))
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+def train_model_flops(args: argparse.Namespace) -> float:
+    """Matmul FLOPs of one train step (forward x 3), the same count for every implementation.
+
+    Per token and layer: QKV and output projections 8H^2, feed-forward 16H^2
+    (I = 4H), scores and context 4SH, doubled for multiply-add; ALBERT's E -> H
+    projection 2EH per token; recomputation is not counted (model FLOPs, not
+    hardware FLOPs).
+    """
+    per_token = args.layers * (24 * args.hidden ** 2 + 4 * args.seq * args.hidden) + 2 * args.embedding * args.hidden
+    return 3.0 * args.batch * args.seq * per_token
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     _warm_up_compiler()
     rng = np.random.default_rng(0)
@@ -140,6 +167,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     mask = jnp.asarray(mask)
     tokens = args.batch * args.seq
     tx = optax.adamw(1e-4)
+    sgemm = sgemm_flops_per_s()
+    model_flops = train_model_flops(args)
+    print(f"  numpy sgemm: {sgemm / 1e9:.1f} GFLOP/s; model FLOPs per train step: {model_flops / 1e9:.1f} G",
+          file=sys.stderr)
     rows = []
     for family in args.models:
         impls = _implementations(family, args)
@@ -161,8 +192,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"  {family}/{name}: compiled forward in {fwd_compile:.2f} s, train step in "
                   f"{train_compile:.2f} s", file=sys.stderr)
         # Same function: check before timing.
-        outs = {name: c["fwd"](c["params"], ids, types, mask)[0] for name, c in compiled.items()}
-        diff = float(jnp.max(jnp.abs(outs["ours"].astype(jnp.float32) - outs["transformers"].astype(jnp.float32))))
+        outs = {name: c["fwd"](c["params"], ids, types, mask)[0].astype(jnp.float32) for name, c in compiled.items()}
+        diffs = {name: float(jnp.max(jnp.abs(out - outs["transformers"]))) for name, out in outs.items()}
         for _ in range(args.warmup):
             for c in compiled.values():
                 c["fwd"](c["params"], ids, types, mask)[0].block_until_ready()
@@ -178,26 +209,32 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 value.block_until_ready()
                 c["train_s"].append(time.perf_counter() - start)
         for name, c in compiled.items():
-            rows.append({"model": family, "impl": name, "max_abs_diff_vs_reference": diff,
+            train_s = statistics.median(c["train_s"])
+            rows.append({"model": family, "impl": name, "max_abs_diff_vs_reference": diffs[name],
                          "fwd_compile_s": c["fwd_compile_s"], "train_compile_s": c["train_compile_s"],
                          "fwd_tokens_per_s": tokens / statistics.median(c["fwd_s"]),
-                         "train_tokens_per_s": tokens / statistics.median(c["train_s"]),
+                         "train_tokens_per_s": tokens / train_s,
+                         "model_flops_per_step": model_flops, "mfu_vs_sgemm": model_flops / train_s / sgemm,
                          "train_peak_mib": c["peak_bytes"] / 2 ** 20})
     return rows
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | impl | fwd compile s | train compile s | fwd tok/s | train tok/s | train peak MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | impl | fwd compile s | train compile s | fwd tok/s | train tok/s | train peak MiB | "
+             "MFU (vs numpy sgemm) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['impl']} | {r['fwd_compile_s']:.2f} | {r['train_compile_s']:.2f} | "
-                     f"{r['fwd_tokens_per_s']:,.0f} | {r['train_tokens_per_s']:,.0f} | {r['train_peak_mib']:.1f} |")
-    lines += ["", "| model | compile speed-up (train) | compile speed-up (fwd) | train throughput ratio | "
-                  "fwd throughput ratio | peak memory ratio | max abs diff |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for model in dict.fromkeys(r["model"] for r in rows):
-        ours = next(r for r in rows if r["model"] == model and r["impl"] == "ours")
+                     f"{r['fwd_tokens_per_s']:,.0f} | {r['train_tokens_per_s']:,.0f} | {r['train_peak_mib']:.1f} | "
+                     f"{r['mfu_vs_sgemm']:.0%} |")
+    lines += ["", "| model | impl | compile speed-up (train) | compile speed-up (fwd) | train throughput ratio | "
+                  "fwd throughput ratio | peak memory ratio | max abs diff |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if r["impl"] == "transformers":
+            continue
+        model, ours = r["model"], r
         ref = next(r for r in rows if r["model"] == model and r["impl"] == "transformers")
-        lines.append(f"| {model} | {ref['train_compile_s'] / ours['train_compile_s']:.2f}x | "
+        lines.append(f"| {model} | {ours['impl']} | {ref['train_compile_s'] / ours['train_compile_s']:.2f}x | "
                      f"{ref['fwd_compile_s'] / ours['fwd_compile_s']:.2f}x | "
                      f"{ours['train_tokens_per_s'] / ref['train_tokens_per_s']:.2f}x | "
                      f"{ours['fwd_tokens_per_s'] / ref['fwd_tokens_per_s']:.2f}x | "
@@ -217,7 +254,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     parser.add_argument("--unroll", type=int, default=1, help="our model.scan_unroll (layers per scan iteration)")
-    parser.add_argument("--remat", default="none", choices=sorted(REMAT_POLICIES), help="our model.remat policy")
+    parser.add_argument("--remat", nargs="+", default=["none", "dots"], choices=sorted(REMAT_POLICIES),
+                        help="our model.remat policies, one row each")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--json", nargs="?", const="-", help="also write the rows as JSON (to stdout with no path)")

@@ -10,8 +10,11 @@ same starting points are run by:
   into buckets, ``jit(vmap(...))`` over chunks of graphs, the exact Frobenius
   form of the objective (||eig(M)||_2 = ||M||_F for symmetric M) and the
   Newton projection; timed once including compilation and once compiled;
-* ``jax-eigvalsh``: the same with ``spectrum="eigvalsh"`` (the reference's
-  eigendecomposition every step, autodiff through it);
+* ``jax-eigvalsh`` (``--eigvalsh``): the same with ``spectrum="eigvalsh"`` (the
+  reference's eigendecomposition every step, autodiff through it). Opt-in:
+  with two virtual CPU devices present and the Eigen pool off, a 100-graph
+  run of it hung here (jaxlib 0.10.2's CPU ``eigh`` waits on the shared
+  intra-op pool, see ``span_cache._unsafe_cpu_mesh``);
 * ``numpy``: one graph at a time in a Python loop, ``np.linalg.eigh`` every step
   with the hand-derived gradient, bisection projection (as the reference);
 * ``torch``: the reference code's structure: one graph at a time,
@@ -29,12 +32,9 @@ reason (``--xla_cpu_multi_thread_eigen=false``; set the flag in ``XLA_FLAGS`` to
 override). Ours runs on one CPU device and, with ``--devices K`` (K > 1), also
 sharded over K virtual CPU devices along the mesh ``data`` axis, one device
 per core, which is how the batched version uses a multi-core host; the
-per-graph loops have no such axis. The sharded rows run the default
-(no eigendecomposition): jaxlib 0.10.2's batched CPU ``eigh`` can deadlock
-on the shared intra-op pool when several CPU devices run it (see
-``span_cache._unsafe_cpu_mesh``). The default is 1 device.
+per-graph loops have no such axis. The default is 1 device.
 
-Run: python benchmarks/span_precompute.py [--graphs 1000] [--iterations 20] [--loop-graphs 100] [--devices 2] [--no-eigvalsh] [--json FILE]
+Run: python benchmarks/span_precompute.py [--graphs 1000] [--iterations 20] [--loop-graphs 100] [--devices 2] [--eigvalsh] [--json FILE]
 """
 
 from __future__ import annotations
@@ -173,7 +173,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--loop-graphs", type=int, default=None, help="graphs timed by the per-graph loops")
     parser.add_argument("--chunk", type=int, default=32, help="graphs per jitted call (the library's default)")
-    parser.add_argument("--no-eigvalsh", action="store_true", help="skip the eigendecomposition variant")
+    parser.add_argument("--eigvalsh", action="store_true",
+                        help="also time spectrum='eigvalsh' (jaxlib 0.10.2's CPU eigh can deadlock, see above)")
     parser.add_argument("--devices", type=int, default=1,
                         help="virtual CPU devices for the sharded run (set before JAX starts; > 1 adds it)")
     parser.add_argument("--json", default=None)
@@ -191,7 +192,7 @@ def main() -> None:
     mesh = build_mesh(MeshConfig()) if jax.device_count() > 1 else None
     bucket = span_cache.default_bucket(budget.max_nodes)
     variants = [("jax", config, None)]
-    if not args.no_eigvalsh:
+    if args.eigvalsh:
         variants.append(("jax-eigvalsh", dataclasses.replace(config, spectrum="eigvalsh"), None))
     if mesh is not None:
         variants.append((f"jax sharded x{jax.device_count()}", config, mesh))

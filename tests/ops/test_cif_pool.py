@@ -70,6 +70,23 @@ def test_matches_numpy_loop(impl, training):
     np.testing.assert_allclose(_np(out.frames), want, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("low, high", [(0.3, 1.0), (0.01, 0.1)])
+def test_gather_forward_and_its_scatter_fallback_match_numpy_loop(low, high):
+    # alpha >= 0.3: every output bin pools <= 4 frames (the gather path); alpha <= 0.1: runs of 10+ frames,
+    # longer than the gather's cap, so the same call takes the scatter fallback. Both must equal the loop.
+    from jaxcompress.ops._cif_pool import _GATHER_RUN_CAP
+
+    x, _, mask = _case(5)
+    alpha = np.random.default_rng(6).uniform(low, high, size=(B, S)).astype(np.float32)
+    weights, _ = cif_weights(alpha, mask, num_frames=T)
+    index = np.asarray(weights.index)
+    runs = max(np.bincount(row[m]).max() for row, m in zip(index, mask))
+    assert (runs <= _GATHER_RUN_CAP) == (low == 0.3)
+    out = cif_pool(x, alpha, mask, num_frames=T, implementation="xla")
+    want, _ = pad_rows(cif_loop(x, alpha, mask, training=True), T)
+    np.testing.assert_allclose(_np(out.frames), want, atol=2e-5, rtol=1e-5)
+
+
 def test_complete_outputs_are_weighted_averages():
     _, alpha, mask = _case(1)
     weights, lengths = cif_weights(alpha, mask, num_frames=S)
