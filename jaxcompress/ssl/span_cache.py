@@ -195,13 +195,14 @@ def cache_path(dataset: str, split: str, config: span.SpanConfig, padded: dict[s
 
 
 def default_bucket(max_nodes: int) -> int:
-    """Node bucket width: about eight buckets up to the budget, a multiple of 8.
+    """Node bucket width: about four buckets up to the budget, a multiple of 8.
 
-    Work per graph grows with the padded size squared, so narrower buckets pay
-    off until compiles (one per bucket, ~1 s each on CPU) dominate; eight
-    was the faster of four and eight on 1,000 graphs of 20-100 nodes.
+    Narrower buckets save padded work but each compiles once (~1-2 s on CPU):
+    on 1,000 graphs of 20-100 nodes eight buckets cut the compiled time's CPU
+    seconds by ~20% but doubled compilation, so the first (uncached) run was
+    slower (31 s vs 16 s).
     """
-    return max(8, 8 * math.ceil(max_nodes / 8 / 8))
+    return max(8, 8 * math.ceil(max_nodes / 4 / 8))
 
 
 def load_or_compute(dataset: str, split: str, padded: dict[str, np.ndarray], config: span.SpanConfig, *,
