@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -180,6 +181,35 @@ def spectral_norm(matrix: jax.Array, node_mask: jax.Array, spectrum: str) -> jax
     return jnp.sqrt(jnp.sum(eig * eig))
 
 
+def objective_of(adjacency: jax.Array, node_mask: jax.Array, config: SpanConfig) -> Callable[[jax.Array], jax.Array]:
+    """f as a function of the upper-triangle probabilities of one graph, with every constant computed once.
+
+    The pair mask, the flip signs and the original operator's spectrum do not
+    depend on P: computed here, outside the projected-gradient loop, each
+    step differentiates only the view's part.
+    """
+    mask = pair_mask(node_mask)
+    signs = flip_signs(adjacency, node_mask)
+    base = normalized_operator(adjacency, node_mask, config.operator)
+    spectrum = config.resolved_spectrum
+    if config.objective == "norm":
+        base_norm = jnp.maximum(spectral_norm(base, node_mask, spectrum), 1e-12)
+    else:
+        eig0, _ = masked_spectrum(base, node_mask)
+        base_norm = jnp.maximum(jnp.sqrt(jnp.sum(eig0 ** 2)), 1e-12)
+
+    def f(upper: jax.Array) -> jax.Array:
+        upper = upper * mask
+        view = normalized_operator(adjacency + signs * (upper + upper.T), node_mask, config.operator)
+        if config.objective == "norm":
+            return spectral_norm(view, node_mask, spectrum) / base_norm
+        eig, _ = masked_spectrum(view, node_mask)
+        # sqrt(x + tiny): the distance is 0 at P = 0, where sqrt has no derivative.
+        return jnp.sqrt(jnp.sum((eig - eig0) ** 2) + 1e-12) / base_norm
+
+    return f
+
+
 def objective(upper: jax.Array, adjacency: jax.Array, node_mask: jax.Array, config: SpanConfig) -> jax.Array:
     """f(P) of one graph: the spectral norm (or spectral distance) ratio; scalar.
 
@@ -188,17 +218,7 @@ def objective(upper: jax.Array, adjacency: jax.Array, node_mask: jax.Array, conf
       adjacency: [N, N] symmetric 0/1.
       node_mask: [N].
     """
-    upper = upper * pair_mask(node_mask)
-    p = upper + upper.T
-    base = normalized_operator(adjacency, node_mask, config.operator)
-    view = normalized_operator(adjacency + flip_signs(adjacency, node_mask) * p, node_mask, config.operator)
-    if config.objective == "norm":
-        spectrum = config.resolved_spectrum
-        return spectral_norm(view, node_mask, spectrum) / jnp.maximum(spectral_norm(base, node_mask, spectrum), 1e-12)
-    eig0, _ = masked_spectrum(base, node_mask)
-    eig, _ = masked_spectrum(view, node_mask)
-    # sqrt(x + tiny): the distance is 0 at P = 0, where sqrt has no derivative.
-    return jnp.sqrt(jnp.sum((eig - eig0) ** 2) + 1e-12) / jnp.maximum(jnp.sqrt(jnp.sum(eig0 ** 2)), 1e-12)
+    return objective_of(adjacency, node_mask, config)(upper)
 
 
 def project_budget(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: float = 1.0,
@@ -296,7 +316,8 @@ def optimise_view(adjacency: jax.Array, node_mask: jax.Array, num_edges: jax.Arr
     budget = config.ratio * num_edges.astype(adjacency.dtype)
     init = 1e-5 + pair_uniform(key, adjacency.shape[0]).astype(adjacency.dtype) * (1.0 / n - 1e-5)
     upper = project_budget(init * mask, mask, budget, config.clip_max, config.bisection_iters)
-    grad_fn = jax.grad(lambda u: sign * objective(u, adjacency, node_mask, config))
+    f = objective_of(adjacency, node_mask, config)
+    grad_fn = jax.grad(lambda u: sign * f(u))
 
     def step(t: int, u: jax.Array) -> jax.Array:
         g = grad_fn(u) * mask

@@ -98,6 +98,7 @@ def test_frobenius_shortcut_equals_eigvalsh_objective_and_gradient():
     assert span.SpanConfig(objective="l2").resolved_spectrum == "eigvalsh"
 
 
+
 @pytest.mark.parametrize("graph", [nx.star_graph(7), nx.complete_graph(6), nx.empty_graph(4)])
 def test_gradient_finite_with_repeated_eigenvalues(graph):
     a = nx.to_numpy_array(graph)
