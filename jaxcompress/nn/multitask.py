@@ -7,7 +7,9 @@ ResNet). A shared neck of 3x3 convs widens the receptive field; then
 
 * detection (anchor-free, CenterNet): per-class centre heatmap logits, box
   size (height, width) and sub-cell centre offset (y, x), in feature cells;
-* segmentation: per-pixel class logits, bilinearly upsampled to the input.
+* segmentation: per-pixel class logits from the neck map, bilinearly
+  upsampled to the input and joined with a shallow full-resolution conv
+  branch of the image (one U-Net-style skip).
 
 :func:`decode_detections` turns the detection maps into the top-K boxes by
 3x3 peak picking (jittable, static shapes); class-wise NMS runs on the host
@@ -46,6 +48,8 @@ class MultiTaskConfig:
     groups: int = option(4, help="resnet: GroupNorm groups", min=1)
     neck_width: int = option(32, help="channels of the shared neck convs", min=1)
     neck_layers: int = option(2, help="3x3 convs between backbone and heads", min=0)
+    seg_width: int = option(16, help="channels of the segmentation head (its full-resolution branch has half)",
+                            min=2)
     size_weight: float = option(0.1, help="weight of the box-size L1 loss", min=0.0)
     offset_weight: float = option(1.0, help="weight of the centre-offset L1 loss", min=0.0)
     seg_weight: float = option(1.0, help="weight of the segmentation cross entropy", min=0.0)
@@ -100,8 +104,12 @@ class MultiTaskNet(nn.Module):
         heat = nn.Conv(self.num_det_classes, (1, 1), bias_init=nn.initializers.constant(-2.19), name="heat")(features)
         size = nn.Conv(2, (1, 1), name="size")(features)
         offset = nn.Conv(2, (1, 1), name="offset")(features)
-        seg_small = nn.Conv(self.num_seg_classes, (1, 1), name="seg")(features)
-        seg = upsample_bilinear(seg_small, x.shape[1], x.shape[2])
+        # Segmentation: the neck map, upsampled, joined with a shallow full-resolution branch of the image
+        # (a one-level U-Net skip), so small objects' masks are not limited to the stride-4 grid.
+        coarse = upsample_bilinear(nn.relu(conv(self.config.seg_width, 1, "seg_reduce")(features)), x.shape[1],
+                                   x.shape[2])
+        fine = nn.relu(conv(self.config.seg_width // 2, 3, "seg_fine")(x))
+        seg = nn.Conv(self.num_seg_classes, (1, 1), name="seg")(jnp.concatenate([coarse, fine], -1))
         return {"heat": heat, "size": size, "offset": offset, "seg": seg, "embedding": features.mean((1, 2))}
 
 

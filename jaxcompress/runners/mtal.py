@@ -52,7 +52,6 @@ from jaxcompress.ssl.probe import mean_std
 from jaxcompress.tasks.mtal import MultiTaskTask
 from jaxcompress.train.checkpoint import restore_params
 
-DATASET = "street_scenes"
 #: NMS and score thresholds: AP reads every kept detection, mDSQ and the consistency scores the confident ones.
 NMS_IOU, AP_SCORE, CONFIDENT = 0.5, 0.05, 0.3
 
@@ -76,10 +75,10 @@ def make_plan(quick: bool) -> Plan:
     """The quick look (~2 minutes) or the default run (~25 minutes on 2 shared CPU cores)."""
     if quick:
         return Plan(strategies=("random", "entropy", "inconsistency"), seeds=(0,), pool_size=200, test_size=64,
-                    initial=20, budget=20, cycles=3, steps=40, batch_size=16)
+                    initial=20, budget=20, cycles=3, steps=120, batch_size=16)
     return Plan(strategies=("random", "entropy_det", "entropy_seg", "entropy", "coreset", "flip_det",
-                            "inconsistency"), seeds=(0, 1, 2), pool_size=600, test_size=200, initial=60, budget=60,
-                cycles=3, steps=100, batch_size=16)
+                            "inconsistency"), seeds=(0, 1, 2), pool_size=600, test_size=160, initial=60, budget=60,
+                cycles=3, steps=200, batch_size=16)
 
 
 #: The runner's network: a narrow two-block CNN (stride 4) and neck, so 3 seeds x 7 strategies fit on 2 CPU cores.
@@ -193,8 +192,8 @@ NEEDS = {"random": ("entropy_seg",), "entropy_det": ("entropy_det",), "entropy_s
 # Training with caching by labelled set
 
 
-def _read(split: str, count: int) -> dict[str, np.ndarray]:
-    source = data_lib.load_split(DATASET, split)
+def _read(dataset: str, split: str, count: int) -> dict[str, np.ndarray]:
+    source = data_lib.load_split(dataset, split)
     return source.read(np.arange(min(count, len(source))))
 
 
@@ -225,7 +224,7 @@ class Trainer:
             write_json_atomically(rows_file, {"rows": [int(r) for r in rows]})
         config = self.config(workdir.name, rows_file, seed)
         if self.task is None:
-            self.task = MultiTaskTask(config, data_lib.dataset_info(DATASET))
+            self.task = MultiTaskTask(config, data_lib.dataset_info(config.data.name))
             self.predictor = Predictor(self.task)
         summary_path = workdir / "summary.json"
         if summary_path.exists():
@@ -335,7 +334,10 @@ def run(request: RunRequest) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     _enable_compilation_cache(out)
     plan = make_plan(request.quick)
-    pool, test = _read("train", plan.pool_size), _read("test", plan.test_size)
+    # --set data.name=... / data.eval_split=... point the run at another dataset in the street_scenes layout.
+    base = apply_overrides(mtal_config("mtal", MODEL, steps=plan.steps), list(request.overrides))
+    dataset, test_split = base.data.name, base.data.eval_split or "test"
+    pool, test = _read(dataset, "train", plan.pool_size), _read(dataset, test_split, plan.test_size)
     trainer = Trainer(plan, request, out, test)
     baselines = {"pixel_prior_miou": pixel_prior_miou(pool, test, MODEL.seg_classes)}
     curves: dict[str, dict[int, list[dict[str, Any]]]] = {s: {} for s in plan.strategies}
@@ -345,7 +347,7 @@ def run(request: RunRequest) -> dict[str, Any]:
 
     def write(complete: bool) -> None:
         nonlocal results
-        results = {"experiment": "mtal", "quick": request.quick, "complete": complete,
+        results = {"experiment": "mtal", "dataset": dataset, "quick": request.quick, "complete": complete,
                    "plan": dataclasses.asdict(plan), "model": to_dict(MODEL), "baselines": baselines,
                    **summarise(plan, curves, full),
                    "score_error_spearman": {str(s): v for s, v in correlations.items()},
