@@ -60,3 +60,20 @@ def test_subset_source_maps_rows_and_reads_rows_files(tmp_path):
     path.write_text(json.dumps(["a"]))
     with pytest.raises(DataError, match="train_rows"):
         read_rows_file(path)
+
+
+def test_cityscapes_labels_map_onto_the_street_layout():
+    from jaxcompress.data.street_real import CITYSCAPES_TO_STREET, street_record
+
+    labels = np.full((128, 128), 7, np.int64)  # 7 = road
+    labels[:30] = 23  # sky
+    labels[60:100, 10:50] = 26  # a car
+    labels[60:100, 80:90] = 24  # a person
+    labels[5:7, 5:7] = 20  # a traffic sign too small after resizing: dropped from the objects
+    image = np.zeros((128, 128, 3), np.uint8)
+    r = street_record(image, labels, CITYSCAPES_TO_STREET, 64)
+    assert r["num_objects"] == 2 and r["classes"].tolist()[:3] == [0, 1, -1]  # car first (larger)
+    assert r["boxes"][0].tolist() == [30, 5, 50, 25] and r["boxes"][1].tolist() == [30, 40, 50, 45]
+    assert set(np.unique(r["segmentation"]).tolist()) <= {0, 1, 2, 3, 4}
+    assert (r["segmentation"][8:15] == 0).all() and r["segmentation"][55, 30] == 1
+    np.testing.assert_array_equal(r["instances"] == 1, r["segmentation"] == 2)
