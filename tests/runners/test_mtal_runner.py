@@ -22,7 +22,7 @@ def test_plans_cover_the_strategies_and_three_seeds():
     assert {"random", "entropy", "coreset", "flip_det", "inconsistency"} == set(plan.strategies)
     assert plan.initial + plan.budget * (plan.cycles - 1) <= plan.pool_size
     quick = mtal.make_plan(quick=True)
-    assert {"random", "entropy_det", "entropy_seg", "inconsistency"} <= set(quick.strategies)
+    assert {"random", "entropy", "inconsistency"} <= set(quick.strategies)
     assert len(quick.seeds) == 1
 
 
