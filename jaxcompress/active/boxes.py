@@ -14,7 +14,11 @@ import numpy as np
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every pair. a [N, 4], b [M, 4] -> [N, M] (0 where both are empty)."""
+    """Intersection over union of every pair. a [N, 4], b [M, 4] -> [N, M] (0 where both are empty).
+
+    References:
+      Everingham et al., IJCV 2010.
+    """
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
     top = np.maximum(a[:, None, 0], b[None, :, 0])
     left = np.maximum(a[:, None, 1], b[None, :, 1])
@@ -50,6 +54,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshol
 
     Returns:
       int [n_kept] indices into the inputs, by descending score (ties: lower index first).
+
+    References:
+      Neubeck & Van Gool, ICPR 2006.
     """
     scores = np.asarray(scores, np.float64)
     order = np.argsort(-scores, kind="stable")

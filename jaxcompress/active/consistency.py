@@ -80,6 +80,9 @@ def assign_pixels(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, se
 
     Returns:
       bool [N, H, W]; the rows are disjoint among boxes of one class.
+
+    References:
+      Hekimoglu et al., "Multi-Task Consistency for Active Learning", ICCVW 2023.
     """
     n = len(boxes)
     height, width = seg.shape
@@ -125,6 +128,9 @@ def constraint_scores(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray
       ``box_without_pixels`` [N], ``class_disagreement`` [N], ``pixels_without_box`` [M] (one per
       thing segment of at least ``min_component`` pixels), ``segment_classes`` int [M] and
       ``object_pixels`` bool [N, H, W].
+
+    References:
+      Hekimoglu et al., "Multi-Task Consistency for Active Learning", ICCVW 2023.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     classes = np.asarray(classes, np.int64).reshape(-1)
@@ -163,7 +169,11 @@ def _aggregate(values: np.ndarray, how: str) -> float:
 
 def image_inconsistency(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, seg: np.ndarray,
                         settings: ConsistencySettings) -> float:
-    """``U = agg_b score_b (w1 u1 + w3 u3) + agg_K w2 u2`` of one image (see the module docstring)."""
+    """``U = agg_b score_b (w1 u1 + w3 u3) + agg_K w2 u2`` of one image (see the module docstring).
+
+    References:
+      Hekimoglu et al., "Multi-Task Consistency for Active Learning", ICCVW 2023.
+    """
     parts = constraint_scores(boxes, scores, classes, seg, settings)
     w1, w2, w3 = settings.weights
     per_box = np.asarray(scores, np.float64).reshape(-1) * (w1 * parts["box_without_pixels"]

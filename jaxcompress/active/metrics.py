@@ -62,6 +62,9 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, interpolation: 
       recall, precision: float [N].
       interpolation: ``voc11`` (mean of max precision at recall >= 0, 0.1, ..., 1), ``voc`` (all-point:
         area under the monotone envelope) or ``coco`` (mean at recall 0, 0.01, ..., 1).
+
+    References:
+      Everingham et al., IJCV 2010; Lin et al., ECCV 2014.
     """
     if interpolation not in INTERPOLATIONS:
         raise ConfigError(f"AP interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
@@ -83,6 +86,9 @@ def detection_map(detections: list[Detections], truths: list[GroundTruth], num_c
 
     Returns:
       ``{"map": float, "per_class": [AP or None] * num_classes}`` (None: no ground truth of that class).
+
+    References:
+      Everingham et al., "The PASCAL VOC Challenge", IJCV 2010.
     """
     per_class: list[float | None] = []
     for c in range(num_classes):
@@ -125,6 +131,9 @@ def mean_iou(confusion: np.ndarray) -> dict[str, object]:
     """Per-class IoU = TP / (TP + FP + FN) from a confusion matrix, mean over classes with a non-empty union.
 
     Returns: ``{"miou": float, "per_class": [IoU or None]}``.
+
+    References:
+      Everingham et al., IJCV 2010 (segmentation IoU).
     """
     confusion = np.asarray(confusion, np.float64)
     tp = np.diag(confusion)
@@ -165,6 +174,9 @@ def detection_segmentation_quality(detections: list[Detections], truths: list[Gr
 
     Returns:
       ``{"mdsq", "mdq", "msq": float, "per_class": [{"dq", "sq", "dsq", "tp", "fp", "fn"} or None]}``.
+
+    References:
+      Kirillov et al., CVPR 2019 (PQ); Hekimoglu et al., "Multi-Task Consistency for Active Learning", ICCVW 2023.
     """
     tp = np.zeros(num_classes)
     fp = np.zeros(num_classes)

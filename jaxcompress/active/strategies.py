@@ -53,6 +53,9 @@ def flip_detection_disagreement(boxes: np.ndarray, scores: np.ndarray, classes: 
 
     Args: boxes [N, 4], scores [N], classes [N] on the image; flip_boxes [M, 4] (already mapped back to the
     image's coordinates), flip_classes [M].
+
+    References:
+      Yu et al., CALD, CVPRW 2022.
     """
     if len(boxes) == 0:
         return 0.0
@@ -72,6 +75,9 @@ def k_center_greedy(features: np.ndarray, labelled: np.ndarray, budget: int) -> 
 
     Returns:
       int [budget] pool indices, in the order picked (never already labelled).
+
+    References:
+      Sener & Savarese, ICLR 2018.
     """
     features = np.asarray(features, np.float64)
     labelled = np.asarray(labelled, bool).copy()
@@ -103,6 +109,9 @@ def select_top(scores: np.ndarray, labelled: np.ndarray, budget: int, rng: np.ra
 
     Raises:
       ConfigError: budget larger than the unlabelled pool, or below 1.
+
+    References:
+      Settles, "Active Learning Literature Survey", 2009.
     """
     labelled = np.asarray(labelled, bool)
     free = np.flatnonzero(~labelled)
@@ -119,6 +128,9 @@ def combine_scores(strategy: str, parts: dict[str, np.ndarray], rng: np.random.G
     Args:
       strategy: one of :data:`SCORE_STRATEGIES`.
       parts: ``entropy_det``, ``entropy_seg``, ``flip_det``, ``flip_seg``, ``inconsistency``: each [N].
+
+    References:
+      Settles, 2009; Hekimoglu et al., "Multi-Task Consistency for Active Learning", ICCVW 2023.
     """
     if strategy not in SCORE_STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")

@@ -50,6 +50,9 @@ def street_record(image: np.ndarray, labels: np.ndarray, mapping: dict[int, int]
     Returns:
       ``image`` float32 [size, size, 3] in [0, 1], ``segmentation`` and ``instances`` uint8 [size, size],
       ``boxes`` int32 [8, 4], ``classes`` int32 [8] (-1 padding), ``num_objects`` int32.
+
+    References:
+      Cordts et al., "The Cityscapes Dataset", CVPR 2016.
     """
     from PIL import Image
 

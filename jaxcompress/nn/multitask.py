@@ -118,6 +118,9 @@ def upsample_bilinear(x: jax.Array, height: int, width: int) -> jax.Array:
 
     Same values as ``jax.image.resize(..., "bilinear")`` (half-pixel centres), but the interpolation
     matrices are constants of the program, so the backward pass is two matmuls instead of a large scatter.
+
+    References:
+      Ronneberger et al., "U-Net", MICCAI 2015 (upsampled skip joins).
     """
     return jnp.einsum("Hh,bhwc,Ww->bHWc", _interpolation(height, x.shape[1]), x, _interpolation(width, x.shape[2]))
 

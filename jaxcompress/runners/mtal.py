@@ -72,7 +72,8 @@ class Plan:
 
 
 def make_plan(quick: bool) -> Plan:
-    """The quick look (~2.5 minutes) or the default run (36 trainings; about 25 minutes on 2 idle CPU cores)."""
+    """The quick look (~2.5 minutes) or the default run (36 trainings of 250 steps: an estimated 20-25 minutes on
+    2 idle CPU cores, far longer on a loaded machine)."""
     if quick:
         return Plan(strategies=("random", "entropy", "inconsistency"), seeds=(0,), pool_size=200, test_size=64,
                     initial=20, budget=20, cycles=3, steps=80, batch_size=16)

@@ -42,6 +42,9 @@ def centre_targets(boxes: np.ndarray, classes: np.ndarray, grid: tuple[int, int]
     Returns:
       ``heat`` [B, h, w, D] in [0, 1] (exactly 1 at centre cells), ``size`` and ``offset`` [B, h, w, 2]
       (cells; offset = fractional centre position in its cell), ``centre`` [B, h, w] (1 at centre cells).
+
+    References:
+      Zhou, Wang & Krähenbühl, "Objects as Points", arXiv 1904.07850.
     """
     b, m = classes.shape
     h, w = grid

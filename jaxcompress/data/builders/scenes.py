@@ -89,7 +89,11 @@ def _shape_mask(kind: str, top: float, left: float, height: float, width: float,
 
 
 def render_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One scene (see the module docstring for the record layout)."""
+    """One scene (see the module docstring for the record layout).
+
+    References:
+      Hekimoglu et al., "Multi-Task Consistency for Active Learning", ICCVW 2023.
+    """
     ys, xs = np.meshgrid(np.arange(SIZE) + 0.5, np.arange(SIZE) + 0.5, indexing="ij")
     horizon = float(rng.uniform(18, 30))
     sky_colour = np.asarray([0.45, 0.65, 0.9]) * rng.uniform(0.7, 1.1) + rng.normal(0, 0.04, 3)
