@@ -404,8 +404,11 @@ def report_markdown(results: dict[str, Any]) -> str:
              "interpolation; mIoU over 5 classes.", "",
              "| strategy | labelled | mDSQ | mAP (VOC) | mAP (COCO) | mIoU |", "|---|---|---|---|---|---|"]
     for row in results["rows"]:
+        # A partial run may have finished a strategy for fewer seeds than planned: say which.
+        name = row["strategy"] + ("" if len(row["seeds"]) == len(plan["seeds"]) else
+                                  f" (seeds {', '.join(map(str, row['seeds']))})")
         for c in row["cycles"]:
-            lines.append(f"| {row['strategy']} | {c['labelled_count']} ({c['labelled_fraction']:.0%}) | "
+            lines.append(f"| {name} | {c['labelled_count']} ({c['labelled_fraction']:.0%}) | "
                          f"{_fmt(c['mdsq'])} | {_fmt(c['map_voc'])} | {_fmt(c['map_coco'])} | {_fmt(c['miou'])} |")
     full = results.get("full_data") or {}
     if full:
