@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("nn",),
     ("speech",),
     ("data",),
-    ("compress", "ssl", "convert"),
+    ("compress", "ssl", "convert", "active"),
     ("train",),
     ("tasks", "model_info", "plots"),
     ("configs", "workflows"),

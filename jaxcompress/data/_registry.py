@@ -64,6 +64,7 @@ _EMBEDDED: dict[str, EmbeddedDataset] = {
     "graph_cycles": EmbeddedDataset("graph_cycles", "jaxcompress.data.builders.graphs:JaxcompressGraphCycles"),
     "sbm_nodes": EmbeddedDataset("sbm_nodes", "jaxcompress.data.builders.graphs:JaxcompressSbmNodes"),
     "nx_real_graphs": EmbeddedDataset("nx_real_graphs", "jaxcompress.data.builders.graphs:JaxcompressNxRealGraphs"),
+    "street_scenes": EmbeddedDataset("street_scenes", "jaxcompress.data.builders.scenes:JaxcompressStreetScenes"),
     "point_shapes": EmbeddedDataset("point_shapes", "jaxcompress.data.builders.points:JaxcompressPointShapes"),
     "point_shapes_scan": EmbeddedDataset("point_shapes_scan",
                                          "jaxcompress.data.builders.points:JaxcompressPointShapesScan"),

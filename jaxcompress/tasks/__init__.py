@@ -7,6 +7,7 @@ from jaxcompress.tasks import (  # noqa: F401
     gcl,
     lio,
     mlm_sop,
+    mtal,
     ofa_speech,
     point,
     speech_probe,

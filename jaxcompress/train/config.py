@@ -60,6 +60,8 @@ class DataConfig:
     eval_batch_size: int = option(256, help="global evaluation batch size", min=1)
     seed: int = option(0, help="seed of the data order (independent of the model seed)", min=0)
     data_dir: str = option("", help="TFDS data directory; '' uses $JAXCOMPRESS_DATA_DIR or the user cache")
+    train_rows: str = option("", help="JSON file of row indices of train_split to train on (a labelled subset, "
+                             "as in active learning); '' trains on every row")
 
 
 @dataclasses.dataclass

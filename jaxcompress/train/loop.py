@@ -44,6 +44,7 @@ from jaxcompress import data as data_lib
 from jaxcompress.compress.masks import sparsity_summary
 from jaxcompress.compress.pruning import find_prune_state
 from jaxcompress.configlib import to_dict, validate
+from jaxcompress.data.subset import SubsetSource, read_rows_file
 from jaxcompress.errors import ConfigError, WorkdirError
 from jaxcompress.train.build import build_optimizer, make_task
 from jaxcompress.train.checkpoint import CheckpointStore
@@ -317,6 +318,8 @@ def train(config: Config, workdir: str | os.PathLike, *, quiet: bool = False,
 
     data_dir = config.data.data_dir or None
     train_source = data_lib.load_split(config.data.name, config.data.train_split, data_dir)
+    if config.data.train_rows:
+        train_source = SubsetSource(train_source, read_rows_file(config.data.train_rows))
     eval_source = (data_lib.load_split(config.data.name, config.data.eval_split, data_dir)
                    if config.data.eval_split else None)
     task = make_task(config, data_lib.dataset_info(config.data.name, data_dir))
