@@ -12,7 +12,7 @@ from a BERT teacher (V_T, width d_T) in two stages (the tasks in
 * **Stage II** (:class:`StudentTransferConfig`): the student alone, with
   ``E_S`` from stage I, trains with MLM on its own vocabulary plus layer-wise
   transfer through the *same* ``U``: activations, ``h_T U`` against ``h_S``
-  word by word (:func:`activation_transfer`), and/or weights, ``Uᵀ W_T U``
+  word by word, both standardised (:func:`activation_transfer`), and/or weights, ``Uᵀ W_T U``
   against ``W_S`` (:func:`weight_transfer`), each behind a flag.
 
 ``U [d_T, d_S]`` is one parameter: the teacher-side use (student vectors up
@@ -100,10 +100,20 @@ def word_pool(hidden: jax.Array, word_index: jax.Array, num_words: int) -> tuple
     return pooled, counts
 
 
+def standardize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """Each vector of the last axis shifted and scaled to mean 0 and variance 1 (a LayerNorm without parameters)."""
+    centred = x - x.mean(-1, keepdims=True)
+    return centred * jax.lax.rsqrt((centred ** 2).mean(-1, keepdims=True) + eps)
+
+
 def activation_transfer(teacher_states: list[jax.Array], student_states: list[jax.Array], projection: jax.Array,
                         teacher_words: jax.Array, student_words: jax.Array,
                         pairs: list[tuple[int, int]]) -> jax.Array:
-    """Mean over layer pairs and words present in both sequences of ``mean_h (pool(h_T) U - pool(h_S))²``.
+    """Mean over layer pairs and words present in both sequences of
+    ``mean_h (std(pool(h_T) U) - std(pool(h_S)))²``.
+
+    Both sides are standardised (:func:`standardize`), so the loss cannot fall by shrinking ``U`` and
+    the student's LayerNorm scales together; it compares directions and relative sizes of the features.
 
     Shapes: states ``[B, S_T, d_T]`` / ``[B, S_S, d_S]``, word indices ``[B, S]`` -> scalar.
     """
@@ -115,7 +125,7 @@ def activation_transfer(teacher_states: list[jax.Array], student_states: list[ja
         pooled_s, count_s = word_pool(student_states[s], student_words, num_words)
         if valid is None:
             valid = ((count_t > 0) & (count_s > 0)).astype(jnp.float32)
-        error = ((to_student(projection, pooled_t) - pooled_s) ** 2).mean(-1)
+        error = ((standardize(to_student(projection, pooled_t)) - standardize(pooled_s)) ** 2).mean(-1)
         total += (error * valid).sum() / jnp.maximum(valid.sum(), 1.0)
     return total / len(pairs)
 
@@ -132,7 +142,7 @@ def square_attention_kernels(layer: dict[str, Any]) -> dict[str, jax.Array]:
 
 def weight_transfer(teacher_layers: dict[str, Any], student_layers: dict[str, Any], projection: jax.Array,
                     pairs: list[tuple[int, int]]) -> jax.Array:
-    """Mean over layer pairs and attention kernels of ``mean((Uᵀ W_T U - W_S)²) / mean(W_T²)``.
+    """Mean over layer pairs and attention kernels of ``mean((Uᵀ W_T U - W_S)²) / mean((Uᵀ W_T U)²)``.
 
     Args:
       teacher_layers, student_layers: ``transformer/layers`` subtrees of two BERT encoders (a leading
@@ -141,7 +151,8 @@ def weight_transfer(teacher_layers: dict[str, Any], student_layers: dict[str, An
       pairs: :func:`layer_map` pairs; the embedding pair (0, 0) is skipped.
 
     Returns:
-      A scalar; dividing by the teacher weight's mean square makes kernels of different scale weigh alike.
+      A scalar; dividing by the projected weight's mean square makes kernels of different scale weigh
+      alike and keeps the loss from falling by shrinking ``U``.
     """
     total, count = jnp.zeros(()), 0
     for s, t in pairs:
@@ -150,9 +161,8 @@ def weight_transfer(teacher_layers: dict[str, Any], student_layers: dict[str, An
         teacher = square_attention_kernels(jax.tree.map(lambda a: a[t - 1], teacher_layers))
         student = square_attention_kernels(jax.tree.map(lambda a: a[s - 1], student_layers))
         for name in ATTENTION_KERNELS:
-            target = jax.lax.stop_gradient(teacher[name])
-            diff = weights_to_student(projection, target) - student[name]
-            total += (diff ** 2).mean() / jnp.maximum((target ** 2).mean(), 1e-12)
+            projected = weights_to_student(projection, jax.lax.stop_gradient(teacher[name]))
+            total += ((projected - student[name]) ** 2).mean() / jnp.maximum((projected ** 2).mean(), 1e-12)
             count += 1
     return total / max(count, 1)
 

@@ -140,8 +140,13 @@ def tokenizer_files(finetuned: Config, plan: StudentPlan) -> tuple[str, str]:
 
 
 def run_student(finetuned: Config, teacher_workdir: str | pathlib.Path, plan: StudentPlan,
-                out: str | pathlib.Path, quiet: bool = True) -> dict[str, Any]:
+                out: str | pathlib.Path, quiet: bool = True,
+                finetune_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
     """Trains one student of ``plan`` from the fine-tuned teacher in ``teacher_workdir``; skips finished runs.
+
+    The pretraining stages (``OUT/dual``, ``OUT/student``) depend on the teacher's pretraining run only, so
+    students of one plan fine-tuned on several tasks share them; the fine-tuning goes to ``finetune_dir``
+    (default ``OUT/finetune``).
 
     Returns:
       ``{"summaries": {stage: summary}, "config": the student classifier's Config, "params": its params,
@@ -159,7 +164,7 @@ def run_student(finetuned: Config, teacher_workdir: str | pathlib.Path, plan: St
     summaries: dict[str, Any] = {}
 
     def run(stage: str, config: Config) -> pathlib.Path:
-        workdir = out / stage
+        workdir = pathlib.Path(finetune_dir) if stage == "finetune" and finetune_dir else out / stage
         done = workdir / "summary.json"
         summaries[stage] = json.loads(done.read_text()) if done.exists() else train(config, workdir, quiet=quiet)
         return workdir

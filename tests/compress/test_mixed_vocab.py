@@ -54,7 +54,8 @@ def test_activation_and_weight_transfer_match_numpy():
             for w in range(length):
                 tw, sw = t_words[b] == w, s_words[b] == w
                 if tw.any() and sw.any():
-                    diff = t_states[t][b][tw].mean(0) @ u - s_states[s][b][sw].mean(0)
+                    a, c = t_states[t][b][tw].mean(0) @ u, s_states[s][b][sw].mean(0)
+                    diff = (a - a.mean()) / np.sqrt(a.var() + 1e-6) - (c - c.mean()) / np.sqrt(c.var() + 1e-6)
                     errors.append(np.mean(diff ** 2))
         expected.append(np.mean(errors))
     np.testing.assert_allclose(got, np.mean(expected), rtol=1e-5)
@@ -73,7 +74,8 @@ def test_activation_and_weight_transfer_match_numpy():
         for name in ("query", "key", "value", "output"):
             w_t = teacher["attention"][name]["kernel"][t - 1].reshape(d_t, d_t)
             w_s = student["attention"][name]["kernel"][s - 1].reshape(d_s, d_s)
-            terms.append(np.mean((u.T @ w_t @ u - w_s) ** 2) / np.mean(w_t ** 2))
+            projected = u.T @ w_t @ u
+            terms.append(np.mean((projected - w_s) ** 2) / np.mean(projected ** 2))
     np.testing.assert_allclose(got, np.mean(terms), rtol=1e-5)
 
 
