@@ -185,7 +185,9 @@ def _plot(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], baselines
     rest = [(r["params"] - r["word_embedding_params"]) / 1e3 for r in models]
     ax.barh(labels, embedding, label="word embedding table")
     ax.barh(labels, rest, left=embedding, label="everything else")
-    ax.set_xscale("log")
+    for y, r in enumerate(models):
+        ax.annotate(f"{r['embedding_share']:.0%} table", (r["params"] / 1e3, y), fontsize=7, xytext=(3, -3),
+                    textcoords="offset points")
     ax.set(xlabel="parameters (thousands)", title="where the parameters go")
     ax.legend(fontsize=7)
     fig.tight_layout()
