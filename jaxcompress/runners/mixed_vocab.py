@@ -116,6 +116,34 @@ def _student(cfg: MixedVocabExperimentConfig, size: str, variant: str, task: str
             "stages": stages, **size_breakdown(result["params"]), "wall_time_s": time.perf_counter() - start}
 
 
+def embedding_alignment(dual_dir: pathlib.Path, teacher_file: str, student_file: str) -> dict[str, Any]:
+    """Did stage I put the student's pieces where the teacher's are? For pieces spelled the same in both
+    vocabularies: the mean cosine of ``E_S[s] Uᵀ`` with the teacher's row of the same piece, the same
+    against randomly paired teacher rows (the chance level), and how often the same piece is the nearest
+    teacher row among the shared pieces (top-1 retrieval; chance is 1 / pieces)."""
+    import numpy as np
+
+    from jaxcompress.data.text.tokenizer import Tokenizer
+    from jaxcompress.train.checkpoint import restore_params
+
+    params = restore_params(dual_dir, field="the stage-I run")
+    teacher, student = Tokenizer(teacher_file), Tokenizer(student_file)
+    t_ids = {p: i for i, p in enumerate(teacher.pieces(range(teacher.num_special, teacher.vocab_size)),
+                                        teacher.num_special)}
+    pairs = [(i, t_ids[p]) for i, p in enumerate(student.pieces(range(student.num_special, student.vocab_size)),
+                                                 student.num_special) if p in t_ids]
+    s_idx, t_idx = (np.asarray(x) for x in zip(*pairs))
+    mapped = params["student_embedding"][s_idx] @ params["projection"].T
+    target = params["teacher"]["encoder"]["embeddings"]["word"]["embedding"][t_idx]
+    mapped /= np.linalg.norm(mapped, axis=1, keepdims=True) + 1e-12
+    target /= np.linalg.norm(target, axis=1, keepdims=True) + 1e-12
+    shuffled = target[np.random.default_rng(0).permutation(len(target))]
+    nearest = (mapped @ target.T).argmax(1)
+    return {"shared_pieces": len(pairs), "cosine_same_piece": float((mapped * target).sum(1).mean()),
+            "cosine_random_piece": float((mapped * shuffled).sum(1).mean()),
+            "nearest_is_same_piece": float((nearest == np.arange(len(pairs))).mean()), "chance": 1 / len(pairs)}
+
+
 def _teacher_row(task: str, out: pathlib.Path, summary: dict[str, Any]) -> dict[str, Any]:
     from jaxcompress.compress.mixed_vocab import size_breakdown
     from jaxcompress.train.checkpoint import restore_params
@@ -200,7 +228,7 @@ def _binomial_se(p: float, n: int) -> float:
 
 
 def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: dict, baselines: dict, pretrain: dict,
-            wall: float, quick: bool) -> str:
+            wall: float, quick: bool, alignment: dict[str, dict[str, Any]]) -> str:
     lines = ["# Mixed-vocabulary distillation on the embedded English tasks" + (" (--quick)" if quick else ""), "",
              f"Teacher {cfg.teacher} (8k vocabulary), MLM-pretrained {pretrain['final_step']} steps "
              f"({cfg.pretrain_tflops} TFLOPs), fine-tuned {cfg.finetune_steps} steps per task. Students: "
@@ -232,6 +260,14 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
             lines.append(f"- {VARIANT_LABELS[variant]}: {text}")
         lines += ["", f"± is the binomial standard error of one accuracy on {n} examples (one seed). "
                   f"Baseline: {b['recipe']}.", ""]
+    lines += ["## Stage I: are the student's pieces aligned with the teacher's?", "",
+              "| student | shared pieces | cosine, same piece | cosine, random piece | nearest teacher row is the "
+              "same piece | chance |", "|---|---|---|---|---|---|"]
+    for size, a in alignment.items():
+        lines.append(f"| {size} | {a['shared_pieces']} | {a['cosine_same_piece']:.3f} | {a['cosine_random_piece']:.3f} "
+                     f"| {a['nearest_is_same_piece']:.1%} | {a['chance']:.2%} |")
+    lines += ["", "Pieces spelled the same in both vocabularies: the student's row mapped into the teacher "
+              "(`E_S[s] Uᵀ`, after stage I) against the teacher's row of the same piece.", ""]
     lines += ["Ratios compare stored bytes with the float32 teacher classifier (encoder, pooler, classifier); "
               "int8 stores every kernel and embedding table as per-channel int8 codes with float32 scales. "
               "Plot: `accuracy_vs_compression.png` (accuracy against ratio, and where the parameters go)."]
@@ -266,12 +302,17 @@ def run_mixed_vocab_experiment(cfg: MixedVocabExperimentConfig, out: pathlib.Pat
                           f"params ({row['embedding_share']:.0%} word table), {row['wall_time_s']:.0f} s", flush=True)
     teachers = {r["task"]: r for r in rows if r["variant"] == "teacher"}
     rows = with_ratios(rows, teachers)
+    alignment = {}
+    for size in cfg.students:
+        dual = json.loads((out / "students" / size / "mixed" / "dual" / "config.json").read_text())["model"]
+        alignment[size] = embedding_alignment(out / "students" / size / "mixed" / "dual", dual["teacher_tokenizer"],
+                                              dual["student_tokenizer"])
     best = largest_ratio(rows)
     baselines = {task: bow_baseline(task) for task in cfg.tasks}
     _plot(cfg, rows, baselines, out / "accuracy_vs_compression.png")
     wall = time.perf_counter() - start
-    (out / "report.md").write_text(_report(cfg, rows, best, baselines, pretrain, wall, quick))
-    results = {"config": dataclasses.asdict(cfg), "quick": quick, "pretrain": pretrain,
+    (out / "report.md").write_text(_report(cfg, rows, best, baselines, pretrain, wall, quick, alignment))
+    results = {"config": dataclasses.asdict(cfg), "quick": quick, "pretrain": pretrain, "alignment": alignment,
                "teachers": teacher_summaries, "baselines": baselines, "rows": rows, "largest_ratio_at_90": best,
                "plots": ["accuracy_vs_compression.png"], "wall_time_s": wall}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
