@@ -265,7 +265,7 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
               "same piece | chance |", "|---|---|---|---|---|---|"]
     for size, a in alignment.items():
         lines.append(f"| {size} | {a['shared_pieces']} | {a['cosine_same_piece']:.3f} | {a['cosine_random_piece']:.3f} "
-                     f"| {a['nearest_is_same_piece']:.1%} | {a['chance']:.2%} |")
+                     f"| {a['nearest_is_same_piece']:.2%} | {a['chance']:.2%} |")
     lines += ["", "Pieces spelled the same in both vocabularies: the student's row mapped into the teacher "
               "(`E_S[s] Uᵀ`, after stage I) against the teacher's row of the same piece.", ""]
     lines += ["Ratios compare stored bytes with the float32 teacher classifier (encoder, pooler, classifier); "
