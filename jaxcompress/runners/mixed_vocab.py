@@ -258,6 +258,10 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
             text = (f"{cell['ratio']:.1f}x / {cell['ratio_int8']:.1f}x ({cell['size']})" if cell["ratio"]
                     else "none of the sizes")
             lines.append(f"- {VARIANT_LABELS[variant]}: {text}")
+        teacher = next(r for r in rows if r["task"] == task and r["variant"] == "teacher")
+        if teacher["accuracy"] <= b["majority_rate"] + _binomial_se(b["majority_rate"], n):
+            lines += ["", f"**The teacher is at the majority rate ({b['majority_rate']:.3f}) on this task: it learned "
+                      "nothing a student could keep, so the 90% rule above measures nothing here.**"]
         lines += ["", f"± is the binomial standard error of one accuracy on {n} examples (one seed). "
                   f"Baseline: {b['recipe']}.", ""]
     lines += ["## Stage I: are the student's pieces aligned with the teacher's?", "",
