@@ -6,6 +6,7 @@ from jaxcompress.tasks import (  # noqa: F401
     distillation,
     gcl,
     lio,
+    mixed_vocab,
     mlm_sop,
     mtal,
     ofa_speech,

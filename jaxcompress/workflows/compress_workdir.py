@@ -21,6 +21,7 @@ import optax
 
 import jaxcompress.tasks  # noqa: F401  (a work directory names its task; the built-in ones must be registered)
 import jaxcompress.workflows.cap  # noqa: F401  (registers the ``cap`` method, which trains)
+import jaxcompress.workflows.mixed_vocab  # noqa: F401  (registers the ``mixed-vocab`` method, which trains)
 from jaxcompress import data as data_lib
 from jaxcompress.compress.artifact import Compressed
 from jaxcompress.compress.factored import factored_layers
@@ -179,7 +180,7 @@ def compress_workdir(workdir: str | pathlib.Path, methods: list[str], settings: 
     for method, fn in zip(methods, steps_fns):
         extra = {"model_config": apply_model_changes(trained.config, artifact.model_changes).model} \
             if method == "structured" else {}
-        if method == "cap":  # trains: needs the run it fine-prunes and a directory to train in
+        if method in ("cap", "mixed-vocab"):  # they train: the run they start from and a directory to train in
             extra = {"train_config": trained.config, "workdir": str(workdir), "train_dir": str(out / "train")}
         artifact = fn(artifact, {**options[method], **extra})
 
