@@ -34,7 +34,12 @@ _SCRIPTS = {"en": ("LATIN",), "fi": ("LATIN",), "sw": ("LATIN",), "uz": ("LATIN"
             "ka": ("GEORGIAN",), "ur": ("ARABIC",), "ja": ("KATAKANA", "HIRAGANA")}
 
 
-def _is_modifier(symbol: str) -> bool:
+def strip_marks(symbol: str) -> str:
+    """``symbol`` without stress marks, joiners and surrounding space."""
+    return symbol.translate(_DROP).strip()
+
+
+def is_modifier(symbol: str) -> bool:
     """Symbols with no base letter (``ʲ``, ``ː``, combining marks) belong to the phone before them."""
     return all(unicodedata.category(ch) in ("Lm", "Mn", "Sk") for ch in symbol)
 
@@ -46,10 +51,10 @@ def normalise_phones(symbols: Iterable[str]) -> list[str]:
     """
     out: list[str] = []
     for raw in symbols:
-        symbol = raw.translate(_DROP).strip()
+        symbol = strip_marks(raw)
         if not symbol:
             continue
-        if _is_modifier(symbol) and out:
+        if is_modifier(symbol) and out:
             out[-1] += symbol
         else:
             out.append(symbol)
