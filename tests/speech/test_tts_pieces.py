@@ -1,0 +1,110 @@
+"""TTS transfer pieces: phone segments and durations, MCD, Griffin-Lim, length regulator, parameter transfer."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcompress.data.builders import tts as tts_data
+from jaxcompress.errors import CheckpointError, UserError
+from jaxcompress.nn.tts import FastSpeech, FastSpeechConfig, length_regulate
+from jaxcompress.speech.features import FeatureSpec, log_mel
+from jaxcompress.speech.vocoder import griffin_lim, mel_cepstral_distortion
+from jaxcompress.tasks.tts import mcd_from_log_mel, transfer_params
+
+
+def test_phone_segments_merge_modifiers_and_inner_empty_events():
+    # eSpeak NG's IPA events for Russian "при..." split the palatalisation off and insert an empty event.
+    events = [("p", 100, 110, 0), ("", 110, 120, 0), ("r", 120, 130, 0), ("ʲ", 130, 140, 0), ("ˈi", 140, 150, 0),
+              ("", 150, 160, 0), ("", 160, 160, 0)]
+    assert tts_data.phone_segments(events, 175) == [("sil", 0, 100), ("p", 100, 120), ("rʲ", 120, 140),
+                                                    ("i", 140, 150), ("sil", 150, 175)]
+    assert tts_data.phone_segments([("a", 0, 50, 0)], 60) == [("a", 0, 60)]
+
+
+def test_frame_durations_sum_to_the_frames():
+    segments = [("sil", 0, 300), ("a", 300, 1000), ("b", 1000, 1010), ("sil", 1010, 5000)]
+    # boundaries round(300/256)=1, round(1000/256)=4, round(1010/256)=4, last = frames.
+    assert tts_data.frame_durations(segments, 16, 256) == [1, 3, 0, 12]
+
+
+def test_unknown_tts_language_is_refused_with_the_list():
+    with pytest.raises(UserError, match=r"'de' is not available; allowed: en \(English\), fi"):
+        tts_data.dataset_name("de")
+    assert tts_data.dataset_name("sw") == "tts_sw"
+
+
+def _slow_mcd(a, b, order=13):
+    """MCD by explicit cosine sums (an independent reference for the DCT-based code)."""
+    m = a.shape[1]
+    total = 0.0
+    for t in range(a.shape[0]):
+        acc = 0.0
+        for d in range(1, order + 1):
+            c = sum(0.5 * (a[t, k] - b[t, k]) * math.cos(math.pi * d * (k + 0.5) / m) for k in range(m))
+            acc += (c * math.sqrt(2.0 / m)) ** 2
+        total += 10.0 / math.log(10.0) * math.sqrt(2.0 * acc)
+    return total / a.shape[0]
+
+
+def test_mcd_matches_a_slow_reference_and_the_jax_version():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 6, 20)), rng.normal(size=(2, 6, 20))
+    assert mel_cepstral_distortion(a[0], b[0]) == pytest.approx(_slow_mcd(a[0], b[0]), rel=1e-9)
+    assert mel_cepstral_distortion(a[0], a[0]) == 0.0
+    # A constant offset moves only c0, which MCD excludes.
+    assert mel_cepstral_distortion(a[0] + 3.0, a[0]) == pytest.approx(0.0, abs=1e-9)
+    mask = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], np.float32)
+    got = np.asarray(mcd_from_log_mel(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), jnp.asarray(mask)))
+    assert got[0] == pytest.approx(_slow_mcd(a[0], b[0]), rel=1e-4)
+    assert got[1] == pytest.approx(_slow_mcd(a[1, :3], b[1, :3]), rel=1e-4)
+
+
+def test_griffin_lim_iterations_bring_the_mel_back():
+    spec = FeatureSpec(sample_rate=8000, win_length=256, hop_length=64, n_fft=256, num_mels=40, fmin=0.0,
+                       fmax=4000.0, floor=1e-8)
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 8000
+    noise = np.convolve(rng.normal(size=t.size), np.ones(4) / 4, "same")
+    audio = (0.3 * np.sin(2 * np.pi * (200 + 400 * t) * t) * noise + 0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    mel = log_mel(audio, spec)
+    # Levels differ by the peak normalisation (c0, excluded); the spectral shape must come back, and
+    # the phase iterations must improve on the random-phase start.
+    distortion = [mel_cepstral_distortion(log_mel(griffin_lim(mel, spec, iterations=n), spec)[5:-5], mel[5:-5])
+                  for n in (0, 16)]
+    assert distortion[1] < 0.8 * distortion[0]
+    assert distortion[1] < 11.0
+
+
+def test_length_regulator_matches_numpy_repeat():
+    hidden = np.random.default_rng(1).normal(size=(2, 4, 3)).astype(np.float32)
+    durations = np.array([[2, 0, 3, 1], [1, 1, 0, 0]])
+    frames, mask = length_regulate(jnp.asarray(hidden), jnp.asarray(durations), 8)
+    for b in range(2):
+        expected = np.repeat(hidden[b], durations[b], axis=0)
+        np.testing.assert_allclose(np.asarray(frames[b, :len(expected)]), expected)
+        assert np.all(np.asarray(frames[b, len(expected):]) == 0)
+        assert mask[b].sum() == durations[b].sum()
+
+
+def _init(num_symbols, kind="ids"):
+    model = FastSpeech(FastSpeechConfig(num_symbols=num_symbols, hidden_size=16, intermediate_size=32,
+                                        input_kind=kind), deterministic=True)
+    inputs = jnp.zeros((1, 5), jnp.int32) if kind == "ids" else jnp.zeros((1, 5, 25))
+    return model.init(jax.random.key(num_symbols), inputs, jnp.ones((1, 5), bool),
+                      jnp.ones((1, 5), jnp.int32), 8)["params"]
+
+
+def test_transfer_params_grows_the_embedding_and_copies_the_rest():
+    source = nn.unbox(_init(6))
+    fresh = _init(9)
+    moved = nn.unbox(transfer_params(fresh, source, "test"))
+    table = np.asarray(moved["phone_embedding"]["embedding"])
+    np.testing.assert_array_equal(table[:6], source["phone_embedding"]["embedding"])
+    np.testing.assert_array_equal(table[6:], nn.unbox(fresh)["phone_embedding"]["embedding"][6:])
+    np.testing.assert_array_equal(moved["mel_out"]["kernel"], source["mel_out"]["kernel"])
+    with pytest.raises(CheckpointError, match="feature_input"):
+        transfer_params(_init(6, "features"), source, "test")
