@@ -66,7 +66,9 @@ class TTSTransferSettings:
     batch_size: int = option(16, help="batch size of every run", min=1)
     target_utterances: int = option(40, help="target utterances fine-tuned on (of 400)", min=1, max=400)
     finetune_lr: float = option(1e-3, help="fine-tuning learning rate", min=0.0, min_exclusive=True)
-    hidden_size: int = option(96, help="acoustic model width", min=8)
+    hidden_size: int = option(64, help="acoustic model width", min=8)
+    max_frames: int = option(160, help="frames the acoustic model sees per utterance (longer ones are cropped in "
+                             "training and left out of the test scores); 0 keeps the records' 256", min=0)
     samples: int = option(1, help="test utterances rendered as WAV per scheme (first pair)", min=0)
     griffin_lim_iterations: int = option(32, help="Griffin-Lim iterations of the WAV samples", min=1)
 
@@ -162,7 +164,7 @@ def _stats(values: np.ndarray, scores: np.ndarray) -> dict[str, float | int | No
 class _Evaluator:
     """Scores acoustic models on one target's test split: MCD against the references and CER."""
 
-    def __init__(self, target: str, recognizer_dir: pathlib.Path, fine_tune: list[list[str]]):
+    def __init__(self, target: str, recognizer_dir: pathlib.Path, fine_tune: list[list[str]], max_frames: int):
         import jax
 
         from jaxcompress.configs import get_preset as preset
@@ -171,9 +173,11 @@ class _Evaluator:
 
         self.target = target
         self.test = data_lib.load_split(f"tts_{target}", "test")
-        self.raw = self.test.read(np.arange(len(self.test)))
+        frames = self.test.read(np.arange(len(self.test)))["num_frames"]
+        keep = np.flatnonzero(frames <= max_frames) if max_frames else np.arange(len(self.test))
+        self.raw = self.test.read(keep)
         self.frames = np.asarray(self.raw["num_frames"])
-        self.reference = np.asarray(self.raw["mel"], np.float32)
+        self.reference = np.asarray(self.raw["mel"], np.float32)[:, :max_frames or None]
         config = apply_overrides(preset("tts-recognizer"), [f"data.name=tts_{target}"])
         task = RecognizerTask(config, data_lib.dataset_info(f"tts_{target}"))
         params = restore_params(recognizer_dir)
@@ -269,7 +273,7 @@ def run(request: RunRequest) -> dict[str, Any]:
 
     _compilation_cache(runs)
     common = ["data.eval_split=", f"data.batch_size={settings.batch_size}", f"model.net.hidden_size={settings.hidden_size}",
-              f"model.net.intermediate_size={2 * settings.hidden_size}"]
+              f"model.net.intermediate_size={2 * settings.hidden_size}", f"model.max_frames={settings.max_frames}"]
     k = settings.target_utterances
     table = feature_table("panphon")
 
@@ -295,8 +299,8 @@ def run(request: RunRequest) -> dict[str, Any]:
     for target in settings.targets:
         target_train = _transcripts(target, "train", k)
         target_phones = list(data_lib.load_split(f"tts_{target}", "train").info.metadata["phones"])
-        evaluator = _Evaluator(target, runs / f"recognizer-{target}", target_train)
-        baselines[target] = evaluator.baselines()
+        evaluator = _Evaluator(target, runs / f"recognizer-{target}", target_train, settings.max_frames)
+        baselines[target] = {**evaluator.baselines(), "test_utterances": int(len(evaluator.frames))}
         _log(request, f"{target} baselines: " + json.dumps(baselines[target]))
         ft = [*common, f"data.name=tts_{target}", f"data.train_split=train[:{k}]",
               f"steps={settings.finetune_steps}", f"optim.learning_rate={settings.finetune_lr}"]

@@ -63,6 +63,8 @@ def report(results: dict[str, Any]) -> str:
     lines += ["", "## Baselines (same test utterances)", "", "| target | predictor | MCD (dB) | CER |", "|---|---|---|---|"]
     for target, entries in results["baselines"].items():
         for name, v in entries.items():
+            if not isinstance(v, dict):
+                continue
             lines.append(f"| {target} | {name} | {v['mcd']:.2f} | {100 * v['cer']:.1f}% |")
     lines += ["", "## Means per scheme", "", "| scheme | pairs | MCD (dB) | CER |", "|---|---|---|---|"]
     for scheme, v in results["summary"]["schemes"].items():

@@ -57,6 +57,8 @@ class TTSModelConfig:
     phoible_path: str = option("", help="phoible-segments-features.tsv (user-supplied) for feature_table=phoible")
     init_from: str = option("", help="workdir of a finished tts run whose parameters initialise this one")
     duration_weight: float = option(1.0, help="weight of the duration loss", min=0.0)
+    max_frames: int = option(0, help="crop utterances to this many frames (0: the records' length); most "
+                             "utterances are far shorter than the record, and decoder cost grows with it", min=0)
 
 
 def _check_dataset(data_info: dict[str, Any], task: str, needed: tuple[str, ...] = _TTS_FEATURES) -> None:
@@ -144,9 +146,17 @@ class TTSTask(Task):
         phones = np.asarray(raw["phones"])
         phone_mask = np.arange(phones.shape[1])[None, :] < np.asarray(raw["num_phones"])[:, None]
         mel = np.asarray(raw["mel"], np.float32)
-        batch = {"inputs": self.lookup[np.maximum(phones, 0)], "phone_mask": phone_mask,
-                 "durations": np.where(phone_mask, raw["durations"], 0).astype(np.int32), "mel": mel,
-                 "frame_mask": np.arange(mel.shape[1])[None, :] < np.asarray(raw["num_frames"])[:, None]}
+        durations = np.where(phone_mask, raw["durations"], 0).astype(np.int32)
+        frames = np.asarray(raw["num_frames"])
+        if self.cfg.max_frames and mel.shape[1] > self.cfg.max_frames:
+            # Crop: phones past the last kept frame get no frames (their duration target stays real).
+            mel = mel[:, :self.cfg.max_frames]
+            ends = np.minimum(np.cumsum(durations, axis=1), self.cfg.max_frames)
+            durations = np.diff(ends, axis=1, prepend=0).astype(np.int32)
+            frames = np.minimum(frames, self.cfg.max_frames)
+        batch = {"inputs": self.lookup[np.maximum(phones, 0)], "phone_mask": phone_mask, "durations": durations,
+                 "duration_targets": np.where(phone_mask, raw["durations"], 0).astype(np.int32), "mel": mel,
+                 "frame_mask": np.arange(mel.shape[1])[None, :] < frames[:, None]}
         if "weight" in raw:
             batch["weight"] = np.asarray(raw["weight"], np.float32)
         return batch
@@ -165,7 +175,7 @@ class TTSTask(Task):
         mask = batch["frame_mask"].astype(jnp.float32)
         l1 = jnp.sum(jnp.abs(out.mel - batch["mel"]).mean(-1) * mask, -1) / jnp.maximum(mask.sum(-1), 1)
         pmask = batch["phone_mask"].astype(jnp.float32)
-        target = jnp.log1p(batch["durations"].astype(jnp.float32))
+        target = jnp.log1p(batch["duration_targets"].astype(jnp.float32))
         dur = jnp.sum((out.log_duration - target) ** 2 * pmask, -1) / jnp.maximum(pmask.sum(-1), 1)
         return {"mel_l1": l1, "duration_mse": dur, "mel": out.mel}
 
