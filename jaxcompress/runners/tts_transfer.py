@@ -69,6 +69,9 @@ class TTSTransferSettings:
     hidden_size: int = option(64, help="acoustic model width", min=8)
     max_frames: int = option(160, help="frames the acoustic model sees per utterance (longer ones are cropped in "
                              "training and left out of the test scores); 0 keeps the records' 256", min=0)
+    feature_table: str = option("panphon", help="features of the mapping and the feature input: panphon (24, "
+                                "bundled) or phoible (37, needs phoible_path)", choices=("panphon", "phoible"))
+    phoible_path: str = option("", help="a user-supplied phoible-segments-features.tsv (CC BY-SA, not bundled)")
     samples: int = option(1, help="test utterances rendered as WAV per scheme (first pair)", min=0)
     griffin_lim_iterations: int = option(32, help="Griffin-Lim iterations of the WAV samples", min=1)
 
@@ -273,9 +276,10 @@ def run(request: RunRequest) -> dict[str, Any]:
 
     _compilation_cache(runs)
     common = ["data.eval_split=", f"data.batch_size={settings.batch_size}", f"model.net.hidden_size={settings.hidden_size}",
-              f"model.net.intermediate_size={2 * settings.hidden_size}", f"model.max_frames={settings.max_frames}"]
+              f"model.net.intermediate_size={2 * settings.hidden_size}", f"model.max_frames={settings.max_frames}",
+              f"model.feature_table={settings.feature_table}", f"model.phoible_path={settings.phoible_path}"]
     k = settings.target_utterances
-    table = feature_table("panphon")
+    table = feature_table(settings.feature_table, settings.phoible_path)
 
     # 2. Recognisers; 3. source pretraining.
     recognizers = {}

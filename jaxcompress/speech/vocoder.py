@@ -1,8 +1,10 @@
 """Mel cepstral distortion and a Griffin-Lim vocoder for log-mel spectrograms (NumPy).
 
-MCD: mel cepstra are the orthonormal DCT-II of the log mel *amplitude*
-(``0.5 * ln(mel power)``) over the mel bins; coefficients 1..``order`` (c0, the
-energy, excluded) of two time-aligned spectrograms give per frame
+MCD: mel cepstra are the cepstrum of the log mel *amplitude* ``L_k = 0.5 * ln(mel
+power)`` sampled at the ``M`` mel bins, ``c_n = (1/M) sum_k L_k cos(pi n (k + 1/2) / M)``
+(the Fourier coefficients of an even log spectrum, ``L(w) = c_0 + 2 sum_n c_n cos(n w)``,
+the scale of SPTK's mel-cepstra); coefficients 1..``order`` (c0, the energy,
+excluded) of two time-aligned spectrograms give per frame
 ``(10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2)`` dB, averaged over frames.
 
 Griffin-Lim: the linear magnitude is recovered from mel power by non-negative
@@ -30,7 +32,9 @@ _DB = 10.0 / math.log(10.0)
 
 def mel_cepstrum(log_mel_power: np.ndarray, order: int = MCD_ORDER) -> np.ndarray:
     """float64 [T, order + 1] cepstra c0..c_order of natural-log mel power [T, M]."""
-    return dct(0.5 * np.asarray(log_mel_power, np.float64), type=2, norm="ortho", axis=-1)[..., :order + 1]
+    bins = np.shape(log_mel_power)[-1]
+    # scipy's unnormalised DCT-II is 2 sum_k x_k cos(pi n (k + 1/2) / M).
+    return dct(0.5 * np.asarray(log_mel_power, np.float64), type=2, axis=-1)[..., :order + 1] / (2 * bins)
 
 
 def mel_cepstral_distortion(predicted: np.ndarray, reference: np.ndarray, order: int = MCD_ORDER) -> float:

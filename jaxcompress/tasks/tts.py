@@ -77,8 +77,7 @@ def mcd_from_log_mel(predicted: jax.Array, reference: jax.Array, mask: jax.Array
     """Per-utterance MCD [B] (dB) of log-mel power [B, T, M] over the real frames ``mask [B, T]``."""
     bins = predicted.shape[-1]
     n = np.arange(bins)
-    basis = np.cos(np.pi * (n[:, None] + 0.5) * np.arange(MCD_ORDER + 1)[None, :] / bins) * math.sqrt(2.0 / bins)
-    basis[:, 0] /= math.sqrt(2.0)  # orthonormal DCT-II
+    basis = np.cos(np.pi * (n[:, None] + 0.5) * np.arange(MCD_ORDER + 1)[None, :] / bins) / bins
     diff = 0.5 * (predicted - reference) @ jnp.asarray(basis[:, 1:], jnp.float32)
     per_frame = (10.0 / math.log(10.0)) * jnp.sqrt(2.0 * jnp.sum(diff**2, -1) + 1e-12)
     return jnp.sum(per_frame * mask, -1) / jnp.maximum(mask.sum(-1), 1)
@@ -139,6 +138,9 @@ class TTSTask(Task):
         else:
             self.lookup = feature_table(cfg.feature_table, cfg.phoible_path).matrix(mapped)
         self.net = net
+        # Read eagerly: init runs traced (under eval_shape and jit), where a checkpoint cannot be restored.
+        self._source = (restore_params(cfg.init_from, field="config key 'model.init_from'") if cfg.init_from
+                        else None)
         self.model = FastSpeech(net, deterministic=False)
         self.eval_model = FastSpeech(net, deterministic=True)
 
@@ -164,10 +166,9 @@ class TTSTask(Task):
     def init(self, rng: jax.Array, batch: Batch) -> Any:
         boxed = self.eval_model.init(rng, batch["inputs"], batch["phone_mask"], batch["durations"],
                                      batch["mel"].shape[1])["params"]
-        if not self.cfg.init_from:
+        if self._source is None:
             return boxed
-        values = restore_params(self.cfg.init_from, field="config key 'model.init_from'")
-        return transfer_params(boxed, values, f"config key 'model.init_from' = {self.cfg.init_from!r}")
+        return transfer_params(boxed, self._source, f"config key 'model.init_from' = {self.cfg.init_from!r}")
 
     def _stats(self, model: FastSpeech, params: Any, batch: Batch, rngs: dict | None) -> dict[str, jax.Array]:
         out = model.apply({"params": params}, batch["inputs"], batch["phone_mask"], batch["durations"],
