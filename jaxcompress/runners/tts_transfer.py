@@ -363,8 +363,8 @@ def run(request: RunRequest) -> dict[str, Any]:
 
     results = {"settings": dataclasses.asdict(settings), "quick": request.quick, "phonology": phonology,
                "recognizers": {t: s.get("eval_metrics") for t, s in recognizers.items()},
-               "pretrain": {key: {"eval_metrics": s.get("eval_metrics"), "num_params": s.get("num_params")}
-                            for key, s in pretrain.items()},
+               "pretrain": {key: {"train_metrics": s.get("train_metrics"), "num_params": s.get("num_params"),
+                                  "wall_time_s": s.get("wall_time_s")} for key, s in pretrain.items()},
                "rows": rows, "baselines": baselines}
     results["summary"] = summarise(rows, settings)
     results["correlations"] = correlations(rows)

@@ -66,6 +66,12 @@ def report(results: dict[str, Any]) -> str:
             if not isinstance(v, dict):
                 continue
             lines.append(f"| {target} | {name} | {v['mcd']:.2f} | {100 * v['cer']:.1f}% |")
+    lines += ["", "## Source pretraining (training-batch metrics at the last step)", "",
+              "| source model | parameters | mel L1 | duration MSE |", "|---|---|---|---|"]
+    for key, v in results.get("pretrain", {}).items():
+        m = v.get("train_metrics") or {}
+        lines.append(f"| {key} | {v.get('num_params', '-')} | {_fmt(m.get('mel_l1'), 3)} | "
+                     f"{_fmt(m.get('duration_mse'), 3)} |")
     lines += ["", "## Means per scheme", "", "| scheme | pairs | MCD (dB) | CER |", "|---|---|---|---|"]
     for scheme, v in results["summary"]["schemes"].items():
         lines.append(f"| {scheme} | {v['pairs']} | {v['mcd']:.2f} | {100 * v['cer']:.1f}% |")
@@ -110,7 +116,7 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
                       label="per-phone mean mel" if target == keys[0][1] else None)
         ax.set_xticks(x, [f"{s}→{t}" for s, t in keys], rotation=45, fontsize=8)
         ax.set_ylabel(unit)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right")
     rows = [r for r in results["rows"] if r["source"] is not None]
     for scheme in schemes:
         pts = [(r["aspf"], 100 * r["cer"]) for r in rows if r["scheme"] == scheme]
