@@ -110,6 +110,23 @@ def transfer_params(boxed: Any, values: dict[str, Any], source: str) -> Any:
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+def symbol_lookup(phones: list[str], phone_map: dict[str, str], symbols: tuple[str, ...], dataset: str
+                  ) -> tuple[np.ndarray, int]:
+    """Model symbol id [len(phones)] of each dataset phone (after ``phone_map``), and the table size.
+
+    Raises:
+        DataError: phones (after mapping) missing from ``symbols``, all listed.
+    """
+    table = list(symbols) or list(phones)
+    index = {s: i for i, s in enumerate(table)}
+    mapped = [phone_map.get(p, p) for p in phones]
+    missing = sorted({p for p in mapped if p not in index})
+    if missing:
+        raise DataError(f"dataset {dataset!r} has phone(s) missing from config key 'model.symbols': "
+                        f"{' '.join(missing)} (add them, or map them with model.phone_map)")
+    return np.array([index[p] for p in mapped], np.int32), len(table)
+
+
 @register_task("tts")
 class TTSTask(Task):
     """FastSpeech-style acoustic model on a ``tts_<lang>`` dataset (see the module docstring)."""
@@ -122,21 +139,14 @@ class TTSTask(Task):
         _check_dataset(data_info, "tts")
         self.cfg = cfg
         phones = list(dataset_metadata(config)["phones"])
-        mapping = dict(cfg.phone_map)
-        mapped = [mapping.get(p, p) for p in phones]
         net = cfg.net
         if net.input_kind == "ids":
-            symbols = list(cfg.symbols) or phones
-            index = {s: i for i, s in enumerate(symbols)}
-            missing = sorted({p for p in mapped if p not in index})
-            if missing:
-                raise DataError(f"dataset {data_info['name']!r} has phone(s) missing from config key "
-                                f"'model.symbols': {' '.join(missing)} (add them, or map them with model.phone_map)")
-            if net.num_symbols < len(symbols):
-                net = dataclasses.replace(net, num_symbols=len(symbols))
-            self.lookup = np.array([index[p] for p in mapped], np.int32)
+            self.lookup, symbols = symbol_lookup(phones, dict(cfg.phone_map), cfg.symbols, data_info["name"])
+            if net.num_symbols < symbols:
+                net = dataclasses.replace(net, num_symbols=symbols)
         else:
-            self.lookup = feature_table(cfg.feature_table, cfg.phoible_path).matrix(mapped)
+            mapping = dict(cfg.phone_map)
+            self.lookup = feature_table(cfg.feature_table, cfg.phoible_path).matrix([mapping.get(p, p) for p in phones])
         self.net = net
         # Read eagerly: init runs traced (under eval_shape and jit), where a checkpoint cannot be restored.
         self._source = (restore_params(cfg.init_from, field="config key 'model.init_from'") if cfg.init_from

@@ -10,7 +10,7 @@ import pytest
 
 from jaxcompress.data.builders import tts as tts_data
 from jaxcompress.errors import CheckpointError, UserError
-from jaxcompress.nn.tts import FastSpeech, FastSpeechConfig, length_regulate
+from jaxcompress.nn.tts import length_regulate
 from jaxcompress.speech.features import FeatureSpec, log_mel
 from jaxcompress.speech.vocoder import griffin_lim, mel_cepstral_distortion
 from jaxcompress.tasks.tts import mcd_from_log_mel, transfer_params
@@ -90,21 +90,38 @@ def test_length_regulator_matches_numpy_repeat():
         assert mask[b].sum() == durations[b].sum()
 
 
-def _init(num_symbols, kind="ids"):
-    model = FastSpeech(FastSpeechConfig(num_symbols=num_symbols, hidden_size=16, intermediate_size=32,
-                                        input_kind=kind), deterministic=True)
-    inputs = jnp.zeros((1, 5), jnp.int32) if kind == "ids" else jnp.zeros((1, 5, 25))
-    return model.init(jax.random.key(num_symbols), inputs, jnp.ones((1, 5), bool),
-                      jnp.ones((1, 5), jnp.int32), 8)["params"]
+def _tree(rows, kind="ids", seed=0):
+    """A boxed parameter tree shaped like the model's input and output layers (no model init: fast)."""
+    rng = np.random.default_rng(seed)
+    first = ({"phone_embedding": {"embedding": rng.normal(size=(rows, 4))}} if kind == "ids"
+             else {"feature_input": {"kernel": rng.normal(size=(25, 4))}})
+    tree = {**first, "mel_out": {"kernel": rng.normal(size=(4, 3)), "bias": rng.normal(size=(3,))}}
+    return jax.tree.map(lambda x: nn.Partitioned(jnp.asarray(x, jnp.float32), names=(None,) * x.ndim), tree)
 
 
 def test_transfer_params_grows_the_embedding_and_copies_the_rest():
-    source = nn.unbox(_init(6))
-    fresh = _init(9)
-    moved = nn.unbox(transfer_params(fresh, source, "test"))
+    source = nn.unbox(_tree(6, seed=1))
+    fresh = _tree(9, seed=2)
+    moved = transfer_params(fresh, source, "test")
+    assert isinstance(moved["phone_embedding"]["embedding"], nn.Partitioned)  # still sharded like a fresh init
+    moved = nn.unbox(moved)
     table = np.asarray(moved["phone_embedding"]["embedding"])
     np.testing.assert_array_equal(table[:6], source["phone_embedding"]["embedding"])
     np.testing.assert_array_equal(table[6:], nn.unbox(fresh)["phone_embedding"]["embedding"][6:])
     np.testing.assert_array_equal(moved["mel_out"]["kernel"], source["mel_out"]["kernel"])
     with pytest.raises(CheckpointError, match="feature_input"):
-        transfer_params(_init(6, "features"), source, "test")
+        transfer_params(_tree(6, "features"), source, "test")
+    with pytest.raises(CheckpointError, match=r"shape \(6, 4\), expected \(5, 4\)"):
+        transfer_params(_tree(5), source, "test")  # a table never shrinks
+
+
+def test_symbol_lookup_maps_then_validates():
+    from jaxcompress.errors import DataError
+    from jaxcompress.tasks.tts import symbol_lookup
+
+    lookup, size = symbol_lookup(["a", "o", "x"], {"o": "a"}, ("x", "a"), "tts_bg")
+    np.testing.assert_array_equal(lookup, [1, 1, 0])  # mapped o reuses a's trained row: no new rows
+    assert size == 2
+    assert symbol_lookup(["b", "a"], {}, (), "tts_bg")[0].tolist() == [0, 1]  # default: the dataset's own table
+    with pytest.raises(DataError, match="missing from config key 'model.symbols': o q"):
+        symbol_lookup(["a", "q", "o"], {}, ("a",), "tts_bg")
