@@ -125,3 +125,16 @@ def test_symbol_lookup_maps_then_validates():
     assert symbol_lookup(["b", "a"], {}, (), "tts_bg")[0].tolist() == [0, 1]  # default: the dataset's own table
     with pytest.raises(DataError, match="missing from config key 'model.symbols': o q"):
         symbol_lookup(["a", "q", "o"], {}, ("a",), "tts_bg")
+
+
+def test_render_real_utterances_with_exact_durations():
+    pytest.importorskip("espeakng_loader")
+    from jaxcompress.speech.espeak import Engine
+
+    texts = tts_data.plan("bg", (("train", 2), ("test", 2)))
+    assert not set(texts["train"]) & set(texts["test"])  # disjoint splits
+    assert tts_data.plan("bg", (("train", 2), ("test", 2))) == texts  # deterministic
+    with Engine(1, ipa=True) as engine:
+        [u] = tts_data.render(["здравей"], "bg", engine)
+    assert u.mel.shape[1] == 80 and sum(u.durations) == u.mel.shape[0]
+    assert [p for p in u.phones if p != "sil"] == ["z", "d", "r", "a", "v", "e", "j"]
