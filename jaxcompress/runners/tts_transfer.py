@@ -57,8 +57,10 @@ SCHEMES = ("nomap", "map", "features")
 class TTSTransferSettings:
     """What ``jaxcompress run tts-transfer`` trains and evaluates (``--set`` any field)."""
 
-    sources: tuple[str, ...] = option(("en", "ja", "ru"), help="source languages (pretraining)")
-    targets: tuple[str, ...] = option(("bg", "ka", "sw"), help="target languages (fine-tuning)")
+    sources: tuple[str, ...] = option(("en", "ru"), help="source languages (pretraining; the paper's: "
+                                      "en,fi,hi,ja,ru)")
+    targets: tuple[str, ...] = option(("bg", "ka", "sw"), help="target languages (fine-tuning; the paper's: "
+                                      "bg,ka,kk,sw,ur,uz)")
     seeds: int = option(1, help="fine-tuning seeds per pair and scheme", min=1)
     pretrain_steps: int = option(300, help="steps of every source pretraining", min=1)
     finetune_steps: int = option(80, help="steps of every target fine-tuning", min=1)
