@@ -127,7 +127,7 @@ def test_run_and_compress_help_list_experiments_and_method_families(capsys):
     out = capsys.readouterr().out
     assert info.value.code == 0
     for name in ("survey", "albert", "span-gcl", "ofa-speech", "large-then-compress", "lio", "cap", "point-mae",
-                 "mtal", "mixed-vocab"):
+                 "mtal", "mixed-vocab", "tts-transfer"):
         assert any(line.split()[:1] == [name] for line in out.splitlines()), name
     with pytest.raises(SystemExit):
         main(["compress", "--help"])

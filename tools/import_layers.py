@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("configlib", "ops"),
     ("nn",),
     ("speech",),
+    ("phonology",),
     ("data",),
     ("compress", "ssl", "convert", "active"),
     ("train",),

@@ -9,7 +9,7 @@ Example::
 """
 
 import jaxcompress.tasks  # noqa: F401  (registers the built-in tasks the presets name)
-from jaxcompress.configs import albert, digits, gcl, lio, mtal, point, speech, text  # noqa: F401  (register their presets)
+from jaxcompress.configs import albert, digits, gcl, lio, mtal, point, speech, text, tts  # noqa: F401  (register their presets)
 from jaxcompress.configs._registry import PRESETS, get_preset, load_config, register_preset
 
 __all__ = ["PRESETS", "get_preset", "load_config", "register_preset"]

@@ -74,6 +74,8 @@ _EMBEDDED: dict[str, EmbeddedDataset] = {
                                             "jaxcompress.data.builders.speech:JaxcompressSpeechCommandsTiny"),
     "speech_digits_tiny": EmbeddedDataset("speech_digits_tiny",
                                           "jaxcompress.data.builders.speech:JaxcompressSpeechDigitsTiny"),
+    **{f"tts_{code}": EmbeddedDataset(f"tts_{code}", f"jaxcompress.data.builders.tts:JaxcompressTts{code.capitalize()}")
+       for code in ("en", "fi", "hi", "ja", "ru", "bg", "ka", "kk", "sw", "ur", "uz")},
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from jaxcompress.errors import UserError
 
 _RUNNER_MODULES: tuple[str, ...] = ("survey", "span_gcl", "large_then_compress", "albert", "ofa_speech", "lio",
-                                   "cap", "point_mae", "mtal", "mixed_vocab")
+                                   "cap", "point_mae", "mtal", "mixed_vocab", "tts_transfer")
 
 
 @dataclasses.dataclass(frozen=True)

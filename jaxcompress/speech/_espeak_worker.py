@@ -11,13 +11,17 @@ an utterance depends on its request only.
 The process imports nothing but the standard library (a small template forks
 in a few milliseconds) and must be started as a script::
 
-    python -I -S _espeak_worker.py LIBRARY_PATH DATA_PATH
+    python -I -S _espeak_worker.py LIBRARY_PATH DATA_PATH [ipa]
+
+With ``ipa`` the phoneme events carry IPA names instead of eSpeak's mnemonics.
 
 Protocol, one request at a time: a JSON line on stdin
 (``{"text", "voice", "rate", "pitch", "range", "wordgap"}``) is answered on
 stdout by a JSON header line (``{"ok": true, "num_samples": n, "events": [...]}``
 or ``{"ok": false, "error": "..."}``) followed by ``2 * n`` bytes of int16
-little-endian audio at the engine's sample rate. The first line the process
+little-endian audio at the engine's sample rate. A request ``{"phonemize": [texts],
+"voice"}`` is answered by ``{"ok": true, "num_samples": 0, "phonemes": [ipa, ...]}``:
+each text's IPA from ``espeak_TextToPhonemes``, phones separated by ``_``, words by spaces. The first line the process
 writes is ``{"ok": true, "sample_rate": 22050}`` once the engine is ready.
 
 References: eSpeak NG text-to-speech, ``speak_lib.h`` (the C API driven here).
@@ -31,6 +35,8 @@ import sys
 # speak_lib.h constants.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INIT_PHONEME_EVENTS = 0x0001
+_INIT_PHONEME_IPA = 0x0002
+_PHONEMES_IPA = 0x02
 _INIT_DONT_EXIT = 0x8000
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
@@ -60,10 +66,27 @@ def _write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
+def _phonemize(lib, texts):
+    """IPA of each text: clauses joined by spaces, phones separated by ``_``."""
+    out = []
+    for text in texts:
+        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        while pointer.value:
+            result = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA | (ord("_") << 8))
+            if result:
+                clauses.append(result.decode("utf-8", "replace"))
+        out.append(" ".join(clauses))
+    return out
+
+
 def _synthesise(lib, request, chunks, events):
     """Runs one request in this (child) process; returns (header dict, audio bytes)."""
     if lib.espeak_SetVoiceByName(request["voice"].encode()) != 0:
         return {"ok": False, "error": f"espeak-ng has no voice {request['voice']!r}"}, b""
+    if "phonemize" in request:
+        return {"ok": True, "num_samples": 0, "phonemes": _phonemize(lib, request["phonemize"])}, b""
     for name, code in _PARAM.items():
         if request.get(name) is not None:
             lib.espeak_SetParameter(code, int(request[name]), 0)
@@ -77,13 +100,17 @@ def _synthesise(lib, request, chunks, events):
 
 def main():
     library_path, data_path = sys.argv[1], sys.argv[2]
+    ipa = len(sys.argv) > 3 and sys.argv[3] == "ipa"
     lib = ctypes.CDLL(library_path)
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
     lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                  ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
     sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(),
-                                        _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT)
+                                        _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT
+                                        | (_INIT_PHONEME_IPA if ipa else 0))
     out = sys.stdout.buffer
     if sample_rate <= 0:
         out.write(json.dumps({"ok": False, "error": f"espeak_Initialize failed ({sample_rate})"}).encode() + b"\n")

@@ -166,9 +166,10 @@ def _phones_and_words(events: list[list[Any]], num_samples: int
 class _Worker:
     """One template process; requests are served one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, ipa: bool = False) -> None:
         library, data = _paths()
-        self._process = subprocess.Popen([sys.executable, "-I", "-S", str(_WORKER), library, data],
+        self._process = subprocess.Popen([sys.executable, "-I", "-S", str(_WORKER), library, data]
+                                         + (["ipa"] if ipa else []),
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         header = self._header()
         if not header.get("ok"):
@@ -183,19 +184,28 @@ class _Worker:
             raise SynthesisError("the eSpeak NG worker process exited unexpectedly")
         return json.loads(line)
 
-    def synthesize(self, request: Request) -> Synthesis:
-        voice = request.voice
-        message = {"text": request.text, "voice": voice.name, "rate": voice.rate, "pitch": voice.pitch,
-                   "range": voice.pitch_range}
+    def _ask(self, message: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         with self.lock:
             self._process.stdin.write(json.dumps(message).encode() + b"\n")
             self._process.stdin.flush()
             header = self._header()
-            if not header["ok"]:
-                raise SynthesisError(f"cannot synthesise {request.text!r} with voice {voice.name!r}: "
-                                     f"{header['error']}")
-            n = int(header["num_samples"])
-            raw = self._process.stdout.read(2 * n)
+            raw = self._process.stdout.read(2 * int(header.get("num_samples", 0))) if header["ok"] else b""
+        return header, raw
+
+    def phonemize(self, texts: Sequence[str], voice: str) -> list[str]:
+        header, _ = self._ask({"phonemize": list(texts), "voice": voice})
+        if not header["ok"]:
+            raise SynthesisError(f"cannot transcribe with voice {voice!r}: {header['error']}")
+        return list(header["phonemes"])
+
+    def synthesize(self, request: Request) -> Synthesis:
+        voice = request.voice
+        message = {"text": request.text, "voice": voice.name, "rate": voice.rate, "pitch": voice.pitch,
+                   "range": voice.pitch_range}
+        header, raw = self._ask(message)
+        if not header["ok"]:
+            raise SynthesisError(f"cannot synthesise {request.text!r} with voice {voice.name!r}: "
+                                 f"{header['error']}")
         audio = np.frombuffer(raw, dtype="<i2").astype(np.int16)
         if audio.size == 0:
             raise SynthesisError(f"eSpeak NG produced no audio for {request.text!r} (voice {voice.name!r})")
@@ -213,12 +223,13 @@ class Engine:
 
     Args:
         processes: number of worker processes; requests are spread over them.
+        ipa: phone names in IPA (eSpeak NG's ``espeakINITIALIZE_PHONEME_IPA``) instead of its mnemonics.
     """
 
-    def __init__(self, processes: int = 1):
+    def __init__(self, processes: int = 1, ipa: bool = False):
         if processes < 1:
             raise SynthesisError(f"processes must be >= 1; got {processes}")
-        self._workers = [_Worker() for _ in range(processes)]
+        self._workers = [_Worker(ipa) for _ in range(processes)]
         self.sample_rate = self._workers[0].sample_rate
 
     def __enter__(self) -> "Engine":
@@ -230,6 +241,15 @@ class Engine:
     def close(self) -> None:
         for worker in self._workers:
             worker.close()
+
+    def phonemize(self, texts: Sequence[str], language: str) -> list[str]:
+        """IPA transcriptions of ``texts`` in ``language`` (phones joined by ``_``, words by spaces).
+
+        Raises:
+            SynthesisError: an unknown language (the message lists the available ones).
+        """
+        Voice(language).validate()
+        return self._workers[0].phonemize(texts, language)
 
     def synthesize(self, requests: Sequence[Request]) -> list[Synthesis]:
         """Synthesises ``requests`` (validated first) and returns them in order.

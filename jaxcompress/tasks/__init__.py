@@ -13,4 +13,5 @@ from jaxcompress.tasks import (  # noqa: F401
     point,
     speech_probe,
     text_classification,
+    tts,
 )
