@@ -116,7 +116,8 @@ class SpanConfig:
 
     @property
     def needs_eigendecomposition(self) -> bool:
-        return self.objective == "l2" or self.resolved_spectrum == "eigvalsh"
+        """Whether a step calls ``eigvalsh`` (the "l2" objective always does: "frobenius" is refused for it)."""
+        return self.resolved_spectrum == "eigvalsh"
 
     def fingerprint(self) -> str:
         """Short stable hash of the hyper-parameters (cache keys)."""
