@@ -18,18 +18,14 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import tempfile
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from jaxcompress import data as data_lib
-from jaxcompress.data._paths import resolve_data_dir
+from jaxcompress.data._derived import prepare_derived
 from jaxcompress.errors import DataError
 
 #: TFDS names of the fine-grained datasets the LIO paper reports on (FGVC-Aircraft has no TFDS builder).
@@ -107,14 +103,5 @@ def prepare_resized(name: str, size: int = 224, splits: tuple[str, ...] | None =
         del dl_manager
         return {split: _records(name, split, size, data_dir) for split in splits}
 
-    attributes = {"name": derived, "VERSION": tfds.core.Version("1.0.0"), "url_infos": None,
-                  "_info": _info, "_split_generators": _split_generators,
-                  "_generate_examples": lambda self: iter(())}
-    cls = types.new_class("ResizedImages", (tfds.core.GeneratorBasedBuilder,), {"skip_registration": True},
-                          lambda ns: ns.update(attributes))
-    builder = cls(data_dir=os.fspath(resolve_data_dir(data_dir)), file_format="array_record")
-    if not builder.is_prepared():
-        with tempfile.TemporaryDirectory(prefix="jaxcompress-") as downloads, \
-                contextlib.redirect_stdout(sys.stderr):
-            builder.download_and_prepare(download_dir=downloads)
+    prepare_derived(derived, "ResizedImages", _info, _split_generators, data_dir)
     return derived
