@@ -299,16 +299,21 @@ def _report(cfg: CapExperimentConfig, agg: dict[str, Any], trends: list[dict], t
     return "\n".join(lines) + "\n"
 
 
+def check_task_names(tasks: Sequence[str]) -> None:
+    """Refuses, with one error naming the first unknown one, task names outside :data:`TASK_PRESETS`."""
+    bad = [t for t in tasks if t not in TASK_PRESETS]
+    if bad:
+        from jaxcompress.errors import ConfigError
+
+        raise ConfigError(f"tasks must be among {', '.join(TASK_PRESETS)}; got {bad[0]!r}")
+
+
 def run_cap_experiment(cfg: CapExperimentConfig, out: pathlib.Path, quiet: bool = False,
                        quick: bool = False) -> dict[str, Any]:
     """The whole experiment; see the module docstring."""
     start = time.perf_counter()
     validate(cfg)
-    bad = [t for t in cfg.tasks if t not in TASK_PRESETS]
-    if bad:
-        from jaxcompress.errors import ConfigError
-
-        raise ConfigError(f"tasks must be among {', '.join(TASK_PRESETS)}; got {bad[0]!r}")
+    check_task_names(cfg.tasks)
     _check_output(out)
     lcfg = LargeThenCompressConfig(sizes=(cfg.size,), budget_tflops=cfg.pretrain_tflops, batch_size=cfg.batch_size,
                                    seq_length=cfg.seq_length)

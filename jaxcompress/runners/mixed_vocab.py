@@ -281,16 +281,13 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
 def run_mixed_vocab_experiment(cfg: MixedVocabExperimentConfig, out: pathlib.Path, quiet: bool = False,
                                quick: bool = False) -> dict[str, Any]:
     """The whole experiment; see the module docstring."""
-    from jaxcompress.errors import ConfigError
-    from jaxcompress.runners.cap import TASK_PRESETS, bow_baseline
+    from jaxcompress.runners.cap import bow_baseline, check_task_names
     from jaxcompress.runners.large_then_compress import _check_output
     from jaxcompress.workflows.mixed_vocab import parse_size
 
     start = time.perf_counter()
     validate(cfg)
-    bad = [t for t in cfg.tasks if t not in TASK_PRESETS]
-    if bad:
-        raise ConfigError(f"tasks must be among {', '.join(TASK_PRESETS)}; got {bad[0]!r}")
+    check_task_names(cfg.tasks)
     for size in cfg.students:
         parse_size(size)
     _check_output(out)
