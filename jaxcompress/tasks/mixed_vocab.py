@@ -90,6 +90,23 @@ def _check_records(data_info: dict[str, Any], task: str) -> None:
     _text.require_text(data_info, "text", "data.name")
 
 
+def _model_config(config: Any, expected: type, task: str) -> Any:
+    """``config.model`` when it is an ``expected`` instance; else one error naming the task and the type."""
+    cfg = config.model
+    if not isinstance(cfg, expected):
+        raise ConfigError(f"task {task!r} needs config.model to be a {expected.__name__}, got {type(cfg).__name__}")
+    return cfg
+
+
+def _stage_config(config: Any, data_info: dict[str, Any], expected: type, task: str) -> Any:
+    """The checks both pretraining stages share: model config type, teacher run named, MLM records present."""
+    cfg = _model_config(config, expected, task)
+    if not cfg.teacher_workdir:
+        raise ConfigError("config key 'model.teacher_workdir' must name the teacher's pretraining run")
+    _check_records(data_info, task)
+    return cfg
+
+
 def _seeds(raw: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(raw["seed"]).astype(np.int64) & np.iinfo(np.int64).max
 
@@ -126,13 +143,7 @@ class DualTrainingTask(Task):
     """Stage I: mixed-vocabulary MLM of the teacher, learning the student's embeddings (see module docstring)."""
 
     def __init__(self, config: Any, data_info: dict[str, Any]):
-        cfg = config.model
-        if not isinstance(cfg, M.DualTrainingConfig):
-            raise ConfigError(f"task 'mixed_vocab_dual' needs config.model to be a DualTrainingConfig, got "
-                              f"{type(cfg).__name__}")
-        if not cfg.teacher_workdir:
-            raise ConfigError("config key 'model.teacher_workdir' must name the teacher's pretraining run")
-        _check_records(data_info, "mixed_vocab_dual")
+        cfg = _stage_config(config, data_info, M.DualTrainingConfig, "mixed_vocab_dual")
         data_dir = config.data.data_dir or None
         self.cfg = cfg
         self.teacher_tok = tokenizer_for(cfg.teacher_tokenizer, cfg.teacher.vocab_size, data_dir)
@@ -208,13 +219,7 @@ class StudentTransferTask(Task):
     """Stage II: the student's MLM plus layer-wise transfer through the shared projection."""
 
     def __init__(self, config: Any, data_info: dict[str, Any]):
-        cfg = config.model
-        if not isinstance(cfg, M.StudentTransferConfig):
-            raise ConfigError(f"task 'mixed_vocab_student' needs config.model to be a StudentTransferConfig, "
-                              f"got {type(cfg).__name__}")
-        if not cfg.teacher_workdir:
-            raise ConfigError("config key 'model.teacher_workdir' must name the teacher's pretraining run")
-        _check_records(data_info, "mixed_vocab_student")
+        cfg = _stage_config(config, data_info, M.StudentTransferConfig, "mixed_vocab_student")
         data_dir = config.data.data_dir or None
         self.cfg = cfg
         self.teacher_tok = tokenizer_for(cfg.teacher_tokenizer, cfg.teacher.vocab_size, data_dir)
@@ -330,9 +335,7 @@ class TextDistillationTask(Task):
     _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
     def __init__(self, config: Any, data_info: dict[str, Any]):
-        cfg = config.model
-        if not isinstance(cfg, M.TextKDConfig):
-            raise ConfigError(f"task 'text_kd' needs config.model to be a TextKDConfig, got {type(cfg).__name__}")
+        cfg = _model_config(config, M.TextKDConfig, "text_kd")
         self.cfg = cfg
         inner = copy_config(config)
         inner.model, inner.task = cfg.student, cfg.base_task
