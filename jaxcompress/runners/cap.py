@@ -35,12 +35,12 @@ from jaxcompress.configs import get_preset, load_config
 from jaxcompress.runners import RunRequest, register_experiment
 from jaxcompress.runners.large_then_compress import (
     LargeThenCompressConfig,
-    _check_output,
     _pretrain,
     _width,
     model_overrides,
     plan,
 )
+from jaxcompress.runners.workspace import check_output, enable_compilation_cache, finished, map_in_processes
 
 TASK_PRESETS = {"topic": "bert-tiny-topic", "pair": "bert-tiny-pair"}
 #: Variant -> which banks it keeps ("kd": none, the CE + KD baseline).
@@ -60,7 +60,7 @@ class CapExperimentConfig:
     finetune_learning_rate: float = option(3e-3, help="topic fine-tuning and pruning learning rate at width 64 "
                                            "(x 64/width); the pair preset's own 1e-3 is scaled alike",
                                            min=0.0, min_exclusive=True)
-    prune_steps: int = option(300, help="steps of every fine-pruning run", min=20)
+    prune_steps: int = option(200, help="steps of every fine-pruning run", min=20)
     sparsities: tuple[float, ...] = option((0.5, 0.8, 0.9, 0.97), help="target sparsities of the encoder's kernels")
     pruners: tuple[str, ...] = option(("movement", "magnitude"), help="base pruners")
     seeds: int = option(3, help="seeds per setting (data order, dropout, classifier init)", min=1)
@@ -73,14 +73,12 @@ class CapExperimentConfig:
                             "steps (the reference: every epoch, 9 views in 10 epochs)", min=1)
     batch_size: int = option(32, help="batch size of every run", min=1)
     seq_length: int = option(64, help="tokens per example", min=8)
+    workers: int = option(2, help="pruning runs trained at once, each in its own process (a small encoder's "
+                          "step uses about one CPU core)", min=1)
 
 
 QUICK = {"tasks": ("topic",), "pretrain_tflops": 0.25, "finetune_steps": 150, "prune_steps": 100,
          "sparsities": (0.5, 0.9), "pruners": ("movement",), "seeds": 1, "ablation_pruners": ()}
-
-
-def _done(path: pathlib.Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _finetune(cfg: CapExperimentConfig, task: str, out: pathlib.Path, quiet: bool) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def _finetune(cfg: CapExperimentConfig, task: str, out: pathlib.Path, quiet: boo
     from jaxcompress.train import train
 
     workdir = out / "finetune" / task
-    done = _done(workdir / "summary.json")
+    done = finished(workdir / "summary.json")
     if done is not None:
         return done
     steps = cfg.finetune_steps
@@ -132,7 +130,7 @@ def _prune(cfg: CapExperimentConfig, run: dict[str, Any], out: pathlib.Path, qui
     teacher = out / "finetune" / run["task"]
     workdir = (out / "prune" / run["task"] / run["pruner"] / run["variant"] / f"{run['sparsity']:g}"
                / f"seed{run['seed']}")
-    done = _done(workdir / "summary.json")
+    done = finished(workdir / "summary.json")
     if done is not None:
         return done
     finetuned = config_from_dict(json.loads((teacher / "config.json").read_text()))
@@ -149,14 +147,28 @@ def _prune(cfg: CapExperimentConfig, run: dict[str, Any], out: pathlib.Path, qui
     return summary
 
 
-def bow_baseline(task: str) -> dict[str, Any]:
-    """Bag-of-words baseline on the task's splits (pair: both passages' words, joined)."""
-    from jaxcompress.data.text.baseline import bag_of_words_baseline
+def _prune_job(job: tuple[CapExperimentConfig, dict[str, Any], pathlib.Path]) -> dict[str, Any]:
+    """One grid cell's row (run in a worker process): the seeds of a setting lower to one program,
+    so the compile cache under the output folder compiles it once."""
+    cfg, run, out = job
+    enable_compilation_cache(out)
+    summary = _prune(cfg, run, out, quiet=True)
+    return {**run, "accuracy": summary["eval_metrics"]["accuracy"],
+            "measured_sparsity": summary["sparsity"]["sparsity"], "wall_time_s": summary["wall_time_s"]}
+
+
+def task_baselines(task: str) -> dict[str, Any]:
+    """Bag-of-words baseline on the task's splits (pair: both passages' words, joined); for the pair
+    task also, under ``"overlap"``, the word-overlap baseline (which sees what a joined bag cannot)."""
+    from jaxcompress.data.text.baseline import bag_of_words_baseline, word_overlap_baseline
 
     config = get_preset(TASK_PRESETS[task])
-    fields = {"text_field": "first", "pair_field": "second"} if task == "pair" else {"text_field": "text"}
-    return bag_of_words_baseline(config.data.name, config.data.train_split, config.data.eval_split,
-                                 label_field=config.text.label_field, **fields)
+    data = (config.data.name, config.data.train_split, config.data.eval_split)
+    if task != "pair":
+        return bag_of_words_baseline(*data, text_field="text", label_field=config.text.label_field)
+    return {**bag_of_words_baseline(*data, text_field="first", pair_field="second",
+                                    label_field=config.text.label_field),
+            "overlap": word_overlap_baseline(*data, label_field=config.text.label_field)}
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -234,6 +246,8 @@ def _plot(cfg: CapExperimentConfig, agg: dict[str, Any], teachers: dict[str, dic
                             label=f"{pruner}{' + CAP' if variant == 'cap' else ' (CE + KD)'}")
         ax.axhline(teachers[task]["eval_metrics"]["accuracy"], color="black", lw=1, label="dense teacher")
         ax.axhline(baselines[task]["accuracy"], color="gray", ls=":", label="bag of words")
+        if "overlap" in baselines[task]:
+            ax.axhline(baselines[task]["overlap"]["accuracy"], color="green", ls=":", label="word overlap")
         ax.axhline(baselines[task]["majority_rate"], color="red", ls=":", lw=1, label="majority class")
         ax.set(xlabel="measured sparsity of the encoder's kernels (%)", ylabel="validation accuracy",
                title=f"pydocs_{task}")
@@ -272,9 +286,12 @@ def _report(cfg: CapExperimentConfig, agg: dict[str, Any], trends: list[dict], t
         dense = "| dense teacher | " + " | ".join(f"{t['eval_metrics']['accuracy']:.3f}" for _ in cfg.sparsities)
         lines += [dense + " |",
                   "| bag of words (baseline) | " + " | ".join(f"{b['accuracy']:.3f}" for _ in cfg.sparsities) + " |",
+                  *(["| word overlap (pair baseline) | " + " | ".join(
+                      f"{b['overlap']['accuracy']:.3f}" for _ in cfg.sparsities) + " |"] if "overlap" in b else []),
                   "| majority class | " + " | ".join(f"{b['majority_rate']:.3f}" for _ in cfg.sparsities) + " |", "",
                   "Cells: mean ± std of validation accuracy over seeds (measured sparsity of the encoder's "
-                  f"kernels, counted from the weights). Baseline: {b['recipe']}.", ""]
+                  f"kernels, counted from the weights). Baseline: {b['recipe']}"
+                  + (f"; pair baseline: {b['overlap']['recipe']}." if "overlap" in b else "."), ""]
         ablation = [c for c in agg["table"] if c["task"] == task and c["variant"].startswith("cap-no")]
         if ablation:
             lines += [f"Ablation at {cfg.ablation_sparsity:.0%}:", "", "| pruner | variant | accuracy |", "|---|---|---|"]
@@ -314,7 +331,7 @@ def run_cap_experiment(cfg: CapExperimentConfig, out: pathlib.Path, quiet: bool 
     start = time.perf_counter()
     validate(cfg)
     check_task_names(cfg.tasks)
-    _check_output(out)
+    check_output(out)
     lcfg = LargeThenCompressConfig(sizes=(cfg.size,), budget_tflops=cfg.pretrain_tflops, batch_size=cfg.batch_size,
                                    seq_length=cfg.seq_length)
     row = plan(lcfg)[0]
@@ -328,16 +345,17 @@ def run_cap_experiment(cfg: CapExperimentConfig, out: pathlib.Path, quiet: bool 
         teachers[task] = _finetune(cfg, task, out, quiet)
         if not quiet:
             print(f"[teacher] {task}: accuracy {teachers[task]['eval_metrics']['accuracy']:.4f}", flush=True)
-    rows = []
-    for index, run in enumerate(grid):
-        summary = _prune(cfg, run, out, quiet=True)
-        rows.append({**run, "accuracy": summary["eval_metrics"]["accuracy"],
-                     "measured_sparsity": summary["sparsity"]["sparsity"], "wall_time_s": summary["wall_time_s"]})
+    # Seed-major order: a setting's later seeds start after its first one compiled (and cached) the step.
+    order = sorted(range(len(grid)), key=lambda i: grid[i]["seed"])
+    rows: list[dict[str, Any]] = [{} for _ in grid]
+    jobs = [(cfg, grid[i], out) for i in order]
+    for count, (index, row) in enumerate(map_in_processes(_prune_job, jobs, cfg.workers), start=1):
+        rows[order[index]] = row
         if not quiet:
-            print(f"[prune {index + 1}/{len(grid)}] {run['task']} {run['pruner']} {run['variant']} "
-                  f"{run['sparsity']:g} seed {run['seed']}: accuracy {rows[-1]['accuracy']:.4f} at measured "
-                  f"sparsity {rows[-1]['measured_sparsity']:.4f} ({summary['wall_time_s']:.0f} s)", flush=True)
-    baselines = {task: bow_baseline(task) for task in cfg.tasks}
+            print(f"[prune {count}/{len(grid)}] {row['task']} {row['pruner']} {row['variant']} "
+                  f"{row['sparsity']:g} seed {row['seed']}: accuracy {row['accuracy']:.4f} at measured "
+                  f"sparsity {row['measured_sparsity']:.4f} ({row['wall_time_s']:.0f} s)", flush=True)
+    baselines = {task: task_baselines(task) for task in cfg.tasks}
     agg = aggregate(rows)
     trends = trend(agg["gains"], {t: b["eval_examples"] for t, b in baselines.items()})
     _plot(cfg, agg, teachers, baselines, out / "accuracy_vs_sparsity.png")

@@ -34,8 +34,9 @@ import numpy as np
 
 from jaxcompress.configlib import apply_overrides, option, validate
 from jaxcompress.configs import get_preset, load_config
-from jaxcompress.errors import ConfigError, WorkdirError
+from jaxcompress.errors import ConfigError
 from jaxcompress.runners import RunRequest, register_experiment
+from jaxcompress.runners.workspace import check_output, finished
 from jaxcompress.train.metrics import read_metrics
 
 SIZE_PATTERN = re.compile(r"^(bert|albert)-(\d+)x(\d+)$")
@@ -91,20 +92,6 @@ def model_overrides(size: str) -> list[str]:
     return [f"model.num_layers={layers}", f"model.hidden_size={width}", f"model.num_heads={width // 32}",
             f"model.intermediate_size={4 * width}", f"model.embedding_size={embedding}",
             f"model.sharing={'all' if style == 'albert' else 'none'}", "model.dropout=0.0"]
-
-
-def _done(path: pathlib.Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _check_output(out: pathlib.Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-probe"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise WorkdirError(f"output directory {out} is not writable: {exc.strerror or exc}") from None
 
 
 def _memory_bytes() -> int:
@@ -166,7 +153,7 @@ def _pretrain(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     from jaxcompress.train import train
 
     workdir = out / "pretrain" / row["size"]
-    done = _done(workdir / "summary.json")
+    done = finished(workdir / "summary.json")
     if done is not None:
         return done
     steps = row["steps"]
@@ -182,7 +169,7 @@ def _finetune(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     from jaxcompress.train import train
 
     workdir = out / "finetune" / row["size"]
-    done = _done(workdir / "summary.json")
+    done = finished(workdir / "summary.json")
     if done is not None:
         return done
     steps = cfg.finetune_steps
@@ -223,7 +210,7 @@ def _compress(row: dict[str, Any], cfg: LargeThenCompressConfig, out: pathlib.Pa
     for label, methods, settings in recipes(cfg):
         slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
         target = out / "compress" / row["size"] / slug
-        report = _done(target / "report.json")
+        report = finished(target / "report.json")
         if report is None:
             if trained is None:
                 trained = load_trained(out / "finetune" / row["size"])
@@ -458,7 +445,7 @@ def run_large_then_compress(cfg: LargeThenCompressConfig, out: pathlib.Path, qui
     """The whole workflow; see the module docstring."""
     start = time.perf_counter()
     validate(cfg)
-    _check_output(out)
+    check_output(out)
     rows = plan(cfg)
     if not quiet:
         for r in rows:

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 from jaxcompress.configlib import apply_overrides, option, validate
 from jaxcompress.configs import load_config
 from jaxcompress.runners import RunRequest, register_experiment
+from jaxcompress.runners.workspace import check_output
 
 VARIANT_LABELS = {"scratch": "(b) from scratch, own vocab", "kd": "(c) standard KD, teacher's vocab",
                   "mixed": "(d) mixed-vocab distillation"}
@@ -201,6 +202,8 @@ def _plot(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], baselines
         ax.axhline(teacher["accuracy"], color="black", lw=1, label=f"teacher {cfg.teacher}")
         ax.axhline(0.9 * teacher["accuracy"], color="black", lw=1, ls="--", label="90% of the teacher")
         ax.axhline(baselines[task]["accuracy"], color="gray", ls=":", label="bag of words")
+        if "overlap" in baselines[task]:
+            ax.axhline(baselines[task]["overlap"]["accuracy"], color="green", ls=":", label="word overlap")
         ax.axhline(baselines[task]["majority_rate"], color="red", ls=":", lw=1, label="majority class")
         ax.set_xscale("log")
         ax.set(xlabel="compression ratio (teacher float32 bytes / student float32 bytes)",
@@ -248,8 +251,10 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
             lines.append(f"| {name} | {r['params']:,} | {r['embedding_share']:.1%} | {r['float32_bytes'] / 1e3:.0f} | "
                          f"{r['int8_bytes'] / 1e3:.0f} | {r['ratio']:.1f}x | {r['ratio_int8']:.1f}x | "
                          f"{r['accuracy']:.3f} ± {_binomial_se(r['accuracy'], n):.3f} | {r['kept']:.0%} |")
-        lines += [f"| bag of words (baseline) | | | | | | | {b['accuracy']:.3f} | |",
-                  f"| majority class | | | | | | | {b['majority_rate']:.3f} | |", "",
+        lines += [f"| bag of words (baseline) | | | | | | | {b['accuracy']:.3f} | |"]
+        if "overlap" in b:
+            lines.append(f"| word overlap (pair baseline) | | | | | | | {b['overlap']['accuracy']:.3f} | |")
+        lines += [f"| majority class | | | | | | | {b['majority_rate']:.3f} | |", "",
                   "Largest compression ratio keeping >= 90% of the teacher's accuracy (float32 / int8 storage):", ""]
         for variant in ("scratch", "kd", "mixed"):
             cell = best.get(task, {}).get(variant)
@@ -281,8 +286,7 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
 def run_mixed_vocab_experiment(cfg: MixedVocabExperimentConfig, out: pathlib.Path, quiet: bool = False,
                                quick: bool = False) -> dict[str, Any]:
     """The whole experiment; see the module docstring."""
-    from jaxcompress.runners.cap import bow_baseline, check_task_names
-    from jaxcompress.runners.large_then_compress import _check_output
+    from jaxcompress.runners.cap import check_task_names, task_baselines
     from jaxcompress.workflows.mixed_vocab import parse_size
 
     start = time.perf_counter()
@@ -290,7 +294,7 @@ def run_mixed_vocab_experiment(cfg: MixedVocabExperimentConfig, out: pathlib.Pat
     check_task_names(cfg.tasks)
     for size in cfg.students:
         parse_size(size)
-    _check_output(out)
+    check_output(out)
     pretrain, teacher_summaries = _teacher_runs(cfg, out, quiet)
     rows = [_teacher_row(task, out, teacher_summaries[task]) for task in cfg.tasks]
     for size in cfg.students:
@@ -309,7 +313,7 @@ def run_mixed_vocab_experiment(cfg: MixedVocabExperimentConfig, out: pathlib.Pat
         alignment[size] = embedding_alignment(out / "students" / size / "mixed" / "dual", dual["teacher_tokenizer"],
                                               dual["student_tokenizer"])
     best = largest_ratio(rows)
-    baselines = {task: bow_baseline(task) for task in cfg.tasks}
+    baselines = {task: task_baselines(task) for task in cfg.tasks}
     _plot(cfg, rows, baselines, out / "accuracy_vs_compression.png")
     wall = time.perf_counter() - start
     (out / "report.md").write_text(_report(cfg, rows, best, baselines, pretrain, wall, quick, alignment))

@@ -48,6 +48,7 @@ from jaxcompress.configlib import apply_overrides, to_dict
 from jaxcompress.configs.mtal import mtal_config
 from jaxcompress.nn.multitask import MultiTaskConfig
 from jaxcompress.runners import RunRequest, register_experiment
+from jaxcompress.runners.workspace import enable_compilation_cache
 from jaxcompress.ssl.probe import mean_std
 from jaxcompress.tasks.mtal import MultiTaskTask
 from jaxcompress.train.checkpoint import restore_params
@@ -273,13 +274,6 @@ def make_selector(strategy: str, trainer: Trainer, pool_images: np.ndarray):
 # The run
 
 
-def _enable_compilation_cache(out: pathlib.Path) -> None:
-    """Identical train steps across cycles compile once: a persistent XLA cache under the output folder."""
-    jax.config.update("jax_compilation_cache_dir", str(out / "xla_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def pixel_prior_miou(pool: dict[str, np.ndarray], test: dict[str, np.ndarray], num_classes: int) -> float:
     """mIoU of a label-free baseline: every test pixel gets its position's most frequent class in the pool."""
     seg = pool["segmentation"].astype(np.int64)
@@ -337,7 +331,7 @@ def run(request: RunRequest) -> dict[str, Any]:
     start = time.perf_counter()
     out = pathlib.Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
-    _enable_compilation_cache(out)
+    enable_compilation_cache(out)
     plan = make_plan(request.quick)
     # --set data.name=... / data.eval_split=... point the run at another dataset in the street_scenes layout.
     base = apply_overrides(mtal_config("mtal", MODEL, steps=plan.steps), list(request.overrides))
