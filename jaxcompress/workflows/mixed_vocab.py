@@ -45,8 +45,10 @@ from jaxcompress.train.config import Config, DataConfig, OptimConfig
 FAMILIES["mixed-vocab"] = ("knowledge distillation: a student with its own small vocabulary (mixed-vocabulary dual "
                            "training, shared projections, layer-wise transfer), then task fine-tuning")
 SIZE = re.compile(r"^(\d+)x(\d+)$")
-#: What the three variants of a student run: (stage I, stage II, fine-tuning).
-VARIANTS = {"scratch": (False, False, False), "kd": (False, True, True), "mixed": (True, True, True)}
+#: What each variant of a student runs: (stage I, stage II, KD in fine-tuning, own vocabulary). ``logit-kd``
+#: is distillation of the fine-tuned teacher's logits alone (no pretraining stage), with the teacher's vocabulary.
+VARIANTS = {"scratch": (False, False, False, True), "kd": (False, True, True, False),
+            "logit-kd": (False, False, True, False), "mixed": (True, True, True, True)}
 #: ``mixed-vocab.KEY`` options of the compress method.
 OPTIONS = ("size", "vocab_size", "p_mix", "dual_steps", "student_steps", "finetune_steps", "learning_rate",
            "finetune_learning_rate", "activations", "weights", "train_teacher", "seed")
@@ -133,7 +135,7 @@ def tokenizer_files(finetuned: Config, plan: StudentPlan) -> tuple[str, str]:
     from jaxcompress.tasks.mixed_vocab import student_tokenizer_for
 
     teacher = make_tokenizer(finetuned)
-    if plan.variant == "kd":
+    if not VARIANTS[plan.variant][3]:
         return str(teacher.path), str(teacher.path)
     student = student_tokenizer_for("", plan.vocab_size, teacher, finetuned.data.data_dir or None)
     return str(teacher.path), str(student.path)
@@ -157,9 +159,9 @@ def run_student(finetuned: Config, teacher_workdir: str | pathlib.Path, plan: St
     check_teacher(finetuned)
     out = pathlib.Path(out)
     pretrain_dir = finetuned.text.init_from
-    dual, transfer, kd = VARIANTS[plan.variant]
+    dual, transfer, kd, own_vocab = VARIANTS[plan.variant]
     teacher_file, student_file = tokenizer_files(finetuned, plan)
-    vocab = finetuned.model.vocab_size if plan.variant == "kd" else plan.vocab_size
+    vocab = plan.vocab_size if own_vocab else finetuned.model.vocab_size
     student = student_model(finetuned.model, plan.layers, plan.width, vocab)
     summaries: dict[str, Any] = {}
 

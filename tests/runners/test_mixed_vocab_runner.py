@@ -21,9 +21,13 @@ def test_ratios_and_the_largest_ratio_keeping_ninety_percent():
     assert by[("2x48", "mixed")]["kept"] == pytest.approx(0.875)
     best = largest_ratio(rows)
     # 2x48 keeps only 87.5% of the teacher; 4x96 (93.75%) is the largest ratio that keeps 90%.
-    assert best["topic"]["mixed"] == {"ratio": 8.0, "ratio_int8": 32.0, "size": "4x96"}
+    assert best["topic"]["mixed"] == {"ratio": 8.0, "size": "4x96", "ratio_int8": 32.0, "size_int8": "4x96"}
     assert best["topic"]["kd"]["size"] is None and best["topic"]["scratch"]["ratio"] is None
     assert "teacher" not in best["topic"]
+    # The int8 ratio is judged on the int8 model's own accuracy: 2x48 keeps 90% once stored as int8 here.
+    rows = with_ratios([teacher, {**_row("2x48", "mixed", 0.70, 400, 100), "int8_accuracy": 0.73}], {"topic": teacher})
+    assert largest_ratio(rows)["topic"]["mixed"] == {"ratio": None, "size": None, "ratio_int8": 80.0,
+                                                     "size_int8": "2x48"}
 
 
 def test_quick_settings_and_bad_settings(tmp_path):
@@ -33,7 +37,9 @@ def test_quick_settings_and_bad_settings(tmp_path):
         run_mixed_vocab_experiment(settings_for(overrides=["tasks=[sst2]"]), tmp_path / "a", quiet=True)
     with pytest.raises(ConfigError, match="LAYERSxWIDTH"):
         run_mixed_vocab_experiment(settings_for(overrides=["students=[big]"]), tmp_path / "b", quiet=True)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ConfigError, match="variants must be among scratch, logit-kd, kd, mixed; got 'fancy'"):
+        run_mixed_vocab_experiment(settings_for(overrides=["variants=[kd,fancy]"]), tmp_path / "c", quiet=True)
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 @pytest.mark.slow
