@@ -3,16 +3,19 @@
 1. Pretrain a BERT teacher (``bert-4x128`` by default, the teacher's 8k vocabulary) with MLM on
    the embedded corpus (the ``large-then-compress`` recipe) and fine-tune it on ``pydocs_topic``
    and ``pydocs_pair`` (the ``cap`` recipe).
-2. For each student size (``LAYERSxWIDTH``), three students:
+2. For each student size (``LAYERSxWIDTH``), four students (``variants``):
    (b) ``scratch``: its own small vocabulary, fine-tuned from random weights on the labels;
+   (c0) ``logit-kd``: the teacher's vocabulary, KD fine-tuning from random weights (no pretraining
+       stage: the control that tells what stage II adds);
    (c) ``kd``: the teacher's vocabulary, stage II (MLM + hidden-state transfer through the
        projection) then KD fine-tuning -- standard distillation, which keeps the teacher's table;
    (d) ``mixed``: its own vocabulary, stage I (dual training on mixed-vocabulary text) + stage II
        + KD fine-tuning -- mixed-vocabulary distillation.
    The pretraining stages are shared by both tasks.
 3. Per model: parameters, float32 and int8 bytes, the word table's share of the parameters,
-   validation accuracy, the compression ratio against the teacher; the largest ratio at which a
-   student keeps >= 90% of the teacher's accuracy; bag-of-words and majority-class baselines.
+   validation accuracy (also with int8 weights), the compression ratio against the teacher; the largest
+   ratio at which a student keeps >= 90% of the teacher's accuracy; bag-of-words, word-overlap (pair)
+   and majority-class baselines.
    ``results.json``, ``report.md``, ``accuracy_vs_compression.png``.
 
 Every training writes its own work directory and is skipped when its ``summary.json`` exists.
@@ -262,7 +265,7 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
              f"{', '.join(cfg.students)} (LAYERSxWIDTH), own vocabulary {cfg.student_vocab} pieces; stage I "
              f"{cfg.dual_steps} steps (p_mix {cfg.p_mix}), stage II {cfg.student_steps} steps (MLM + activation "
              f"transfer{' + weight transfer' if cfg.weights_transfer else ''}), fine-tuning {cfg.finetune_steps} "
-             f"steps (KD for (c) and (d), labels only for (b)); seed {cfg.seed}. Wall time {wall / 60:.1f} min "
+             f"steps (KD for (c0), (c) and (d), labels only for (b)); seed {cfg.seed}. Wall time {wall / 60:.1f} min "
              "(this invocation; finished runs are skipped).", ""]
     for task in cfg.tasks:
         b = baselines[task]

@@ -222,8 +222,8 @@ def objective(upper: jax.Array, adjacency: jax.Array, node_mask: jax.Array, conf
     return objective_of(adjacency, node_mask, config)(upper)
 
 
-def project_budget(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: float = 1.0,
-                   iters: int = 30) -> jax.Array:
+def project_budget_with_shift(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: float = 1.0,
+                              iters: int = 30, guess: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Euclidean projection onto ``{0 <= p <= clip_max, sum(mask * p) <= budget}``.
 
     When the clipped mass exceeds the budget, finds the shift mu with
@@ -236,8 +236,9 @@ def project_budget(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: f
     bisection to the same precision takes ~25-30, and it ends on the root
     itself (the mass equals the budget within float rounding).
 
-    Shapes: p, mask [...]; budget scalar; returns p's shape, zero off the mask.
-    ``iters`` caps the root-search steps (each is one pass over p).
+    Shapes: p, mask [...]; budget scalar. Returns the projection (p's shape, zero off the mask) and
+    the shift mu (scalar; 0 when p is within budget). ``iters`` caps the root-search steps (each is one
+    pass over p); ``guess``, a previous shift, starts the search there when it lies in the bracket.
 
     References:
       Michelot, "A finite algorithm for finding the projection of a point onto
@@ -271,11 +272,21 @@ def project_budget(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: f
     top = jnp.max(p)
     over_budget = excess_and_slope(jnp.zeros_like(top))[0] > 0
     start = jnp.maximum(top - clip_max, 0.0)
+    if guess is not None:
+        # A shift inside the bracket (the previous step's, in projected gradient ascent) is usually a
+        # pass or two from the root; from its right, one Newton step lands left of it and Newton goes on.
+        start = jnp.where((guess > 0.0) & (guess < top), guess, start)
     # Under budget the search does not run (excess 0 fails the loop test at once).
     initial = (jnp.zeros_like(top), top, start, jnp.where(over_budget, jnp.inf, 0.0), jnp.int32(0))
     _, _, mu, _, _ = jax.lax.while_loop(searching, search_step, initial)
-    projected = jnp.clip(p - jnp.where(over_budget, mu, 0.0), 0.0, clip_max)
-    return projected * mask
+    shift = jnp.where(over_budget, mu, 0.0)
+    return jnp.clip(p - shift, 0.0, clip_max) * mask, shift
+
+
+def project_budget(p: jax.Array, mask: jax.Array, budget: jax.Array, clip_max: float = 1.0,
+                   iters: int = 30) -> jax.Array:
+    """:func:`project_budget_with_shift` without a guess, the projection only."""
+    return project_budget_with_shift(p, mask, budget, clip_max, iters)[0]
 
 
 def _mix32(h: jax.Array) -> jax.Array:
@@ -316,18 +327,20 @@ def optimise_view(adjacency: jax.Array, node_mask: jax.Array, num_edges: jax.Arr
     n = jnp.maximum(node_mask.sum(), 1.0)
     budget = config.ratio * num_edges.astype(adjacency.dtype)
     init = 1e-5 + pair_uniform(key, adjacency.shape[0]).astype(adjacency.dtype) * (1.0 / n - 1e-5)
-    upper = project_budget(init * mask, mask, budget, config.clip_max, config.bisection_iters)
+    state = project_budget_with_shift(init * mask, mask, budget, config.clip_max, config.bisection_iters)
     f = objective_of(adjacency, node_mask, config)
     grad_fn = jax.grad(lambda u: sign * f(u))
 
-    def step(t: int, u: jax.Array) -> jax.Array:
+    def step(t: int, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        u, shift = state
         g = grad_fn(u) * mask
         if config.normalize_grad:
             g = g / jnp.maximum(jnp.max(jnp.abs(g)), 1e-12)
         lr = config.lr / jnp.sqrt(t + 2.0)  # t counts from 1 in the reference: lr / sqrt(t + 1)
-        return project_budget(u + lr * g, mask, budget, config.clip_max, config.bisection_iters)
+        # Successive steps move p a little, so the last shift starts the root search near the new one.
+        return project_budget_with_shift(u + lr * g, mask, budget, config.clip_max, config.bisection_iters, shift)
 
-    upper = jax.lax.fori_loop(0, config.iterations, step, upper)
+    upper, _ = jax.lax.fori_loop(0, config.iterations, step, state)
     return upper + upper.T
 
 
@@ -417,4 +430,5 @@ def describe(config: SpanConfig) -> dict[str, Any]:
 
 __all__ = ["SpanConfig", "budget_matched_uniform", "expected_flips", "flip_signs", "masked_spectrum",
            "normalized_operator", "objective", "optimise_view", "pair_mask", "project_budget",
-           "sample_flips", "sample_view_adjacency", "span_views", "spectral_norm", "view_objective"]
+           "project_budget_with_shift", "sample_flips", "sample_view_adjacency", "span_views", "spectral_norm",
+           "view_objective"]

@@ -79,28 +79,30 @@ def test_activation_and_weight_transfer_match_numpy():
     np.testing.assert_allclose(got, np.mean(terms), rtol=1e-5)
 
 
-def test_layerwise_forward_matches_the_scanned_encoder():
-    for sharing, width in (("none", 32),):  # BERT: what both models of the method are
-        cfg = AlbertConfig(vocab_size=50, embedding_size=width, hidden_size=32, num_layers=3, num_heads=2,
-                           intermediate_size=64, sharing=sharing, max_position=16, dropout=0.0)
-        ids = jax.random.randint(jax.random.key(1), (2, 10), 0, 50)
-        mask = jnp.ones_like(ids).at[1, 7:].set(0)
-        positions = jnp.array([[1, 2], [3, 4]])
-        model = AlbertForPreTraining(cfg)
-        params = nn.unbox(jax.jit(model.init)(jax.random.key(0), ids, None, mask, positions)["params"])
-        out = jax.jit(model.apply)({"params": params}, ids, None, mask, positions)
+@pytest.mark.parametrize("sharing, width", [("none", 32), ("all", 16), ("attention", 16), ("ffn", 32)])
+def test_layerwise_forward_matches_the_scanned_encoder(sharing, width):
+    # BERT (none) is what the method's models are; the shared (ALBERT) layouts and a factorised
+    # embedding (width 16 < hidden 32) run through the same layer-by-layer path.
+    cfg = AlbertConfig(vocab_size=50, embedding_size=width, hidden_size=32, num_layers=3, num_heads=2,
+                       intermediate_size=64, sharing=sharing, max_position=16, dropout=0.0)
+    ids = jax.random.randint(jax.random.key(1), (2, 10), 0, 50)
+    mask = jnp.ones_like(ids).at[1, 7:].set(0)
+    positions = jnp.array([[1, 2], [3, 4]])
+    model = AlbertForPreTraining(cfg)
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), ids, None, mask, positions)["params"])
+    out = jax.jit(model.apply)({"params": params}, ids, None, mask, positions)
 
-        @jax.jit
-        def layerwise(params):
-            table = word_table(params["encoder"])
-            states = hidden_states(cfg, params["encoder"], table[ids], None, mask)
-            selected = jnp.take_along_axis(states[-1], positions[..., None], 1)
-            return states, mlm_logits(cfg, params["mlm_head"], selected, table)
+    @jax.jit
+    def layerwise(params):
+        table = word_table(params["encoder"])
+        states = hidden_states(cfg, params["encoder"], table[ids], None, mask)
+        selected = jnp.take_along_axis(states[-1], positions[..., None], 1)
+        return states, mlm_logits(cfg, params["mlm_head"], selected, table)
 
-        states, logits = layerwise(params)
-        assert len(states) == 4
-        np.testing.assert_allclose(states[-1], out["sequence"], atol=2e-5)
-        np.testing.assert_allclose(logits, out["mlm_logits"], atol=2e-5)
+    states, logits = layerwise(params)
+    assert len(states) == 4
+    np.testing.assert_allclose(states[-1], out["sequence"], atol=2e-5)
+    np.testing.assert_allclose(logits, out["mlm_logits"], atol=2e-5)
 
 
 def test_size_breakdown_counts_the_word_table_and_int8_bytes():

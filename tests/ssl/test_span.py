@@ -124,6 +124,21 @@ def test_projection_box_budget_idempotent_and_matches_numpy():
         np.testing.assert_allclose(again, ours, atol=1e-5)
 
 
+def test_projection_from_a_guess_on_either_side_of_the_shift_lands_on_the_same_point():
+    rng = np.random.default_rng(11)
+    n, budget = 14, 6.0
+    mask = jnp.asarray(np.triu(np.ones((n, n)), 1), jnp.float32)
+    p = jnp.asarray(np.triu(rng.normal(0.4, 0.5, (n, n)), 1), jnp.float32)
+    project = jax.jit(lambda g: span.project_budget_with_shift(p, mask, jnp.float32(budget), 1.0, 40, g))
+    cold, shift = span.project_budget_with_shift(p, mask, jnp.float32(budget), 1.0, 40)
+    assert float(shift) > 0  # over budget: the case a guess can speed up
+    np.testing.assert_allclose(cold, ref.project(np.asarray(p), budget), atol=1e-5)
+    for guess in (0.5 * shift, shift, 1.5 * shift, -1.0, 1e6):  # left, on, right of the root; outside the bracket
+        warm, warm_shift = project(jnp.float32(guess))
+        np.testing.assert_allclose(warm, cold, atol=1e-5)
+        assert float(warm.sum()) <= budget + 1e-4 and abs(float(warm_shift) - float(shift)) < 1e-4
+
+
 @pytest.mark.parametrize("kind", ["gcn_adj", "lap"])
 def test_pga_matches_numpy_loop_and_moves_the_objective(kind):
     a = _random_adjacency(9, 0.35, seed=5)
