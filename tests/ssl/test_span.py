@@ -124,6 +124,19 @@ def test_projection_box_budget_idempotent_and_matches_numpy():
         np.testing.assert_allclose(again, ours, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["gcn_adj", "lap"])
+def test_closed_form_frobenius_gradient_equals_autodiff(kind):
+    a = _random_adjacency(9, 0.3, seed=2)
+    a[8, :] = a[:, 8] = 0  # an isolated real node
+    x, m = _pad(a, 12)
+    config = span.SpanConfig(operator=kind, spectrum="frobenius")
+    upper = jnp.asarray(np.random.default_rng(1).uniform(0, 1, (12, 12)), jnp.float32)
+    closed = jax.jit(lambda u: span.frobenius_gradient_of(x, m, config)(u))(upper)
+    auto = jax.jit(jax.grad(lambda u: span.objective_of(x, m, config)(u)))(upper)
+    assert np.abs(np.asarray(auto)).max() > 1e-3  # a gradient that is not trivially zero
+    np.testing.assert_allclose(closed, auto, rtol=1e-4, atol=1e-6)
+
+
 def test_projection_from_a_guess_on_either_side_of_the_shift_lands_on_the_same_point():
     rng = np.random.default_rng(11)
     n, budget = 14, 6.0
