@@ -171,6 +171,12 @@ def task_baselines(task: str) -> dict[str, Any]:
             "overlap": word_overlap_baseline(*data, label_field=config.text.label_field)}
 
 
+def learned_nothing(accuracy: float, majority_rate: float, eval_examples: int) -> bool:
+    """Whether a (teacher's) accuracy is within one binomial standard error of the majority rate, or below it:
+    then whatever is distilled or pruned from it measures nothing about the method."""
+    return accuracy <= majority_rate + math.sqrt(majority_rate * (1 - majority_rate) / max(eval_examples, 1))
+
+
 def _stats(values: Sequence[float]) -> dict[str, float]:
     values = np.asarray(values, float)
     std = float(values.std(ddof=1)) if values.size > 1 else math.nan
@@ -292,6 +298,10 @@ def _report(cfg: CapExperimentConfig, agg: dict[str, Any], trends: list[dict], t
                   "Cells: mean ± std of validation accuracy over seeds (measured sparsity of the encoder's "
                   f"kernels, counted from the weights). Baseline: {b['recipe']}"
                   + (f"; pair baseline: {b['overlap']['recipe']}." if "overlap" in b else "."), ""]
+        if learned_nothing(t["eval_metrics"]["accuracy"], b["majority_rate"], b["eval_examples"]):
+            lines += [f"**The dense teacher is at or below the majority rate ({b['majority_rate']:.3f}) on this task: "
+                      "it learned nothing to keep, so the pruning results and CAP's gain on this task measure "
+                      "nothing.**", ""]
         ablation = [c for c in agg["table"] if c["task"] == task and c["variant"].startswith("cap-no")]
         if ablation:
             lines += [f"Ablation at {cfg.ablation_sparsity:.0%}:", "", "| pruner | variant | accuracy |", "|---|---|---|"]
@@ -307,8 +317,11 @@ def _report(cfg: CapExperimentConfig, agg: dict[str, Any], trends: list[dict], t
               "|---|---|---|---|---|---|"]
     for tr in trends:
         gains = ", ".join(f"{float(s):.0%}: {g:+.3f}" for s, g in tr["gains"].items())
+        b = baselines[tr["task"]]
+        empty = learned_nothing(teachers[tr["task"]]["eval_metrics"]["accuracy"], b["majority_rate"],
+                                b["eval_examples"])
         lines.append(f"| {tr['task']} | {tr['pruner']} | {gains} | {tr['growth']:+.3f} | {tr['growth_se']:.3f} | "
-                     f"{tr['verdict']} |")
+                     f"{tr['verdict']}{' (teacher at the majority rate: not evidence)' if empty else ''} |")
     lines += ["", "Noise: the standard error of a growth combines the seed-to-seed standard error of each gain "
               "(paired by seed) or, when larger, the binomial standard error of a difference of two accuracies "
               "on the validation split; 'grows' needs more than 2 SE.", "",

@@ -39,6 +39,7 @@ from jaxcompress.configlib import apply_overrides, option, validate
 from jaxcompress.configs import load_config
 from jaxcompress.errors import ConfigError
 from jaxcompress.runners import RunRequest, register_experiment
+from jaxcompress.runners.cap import check_task_names, learned_nothing, task_baselines
 from jaxcompress.runners.workspace import check_output
 
 VARIANT_LABELS = {"scratch": "(b) from scratch, own vocab", "logit-kd": "(c0) logit KD only, teacher's vocab",
@@ -293,7 +294,7 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
             int8 = f"{cell['ratio_int8']:.1f}x ({cell['size_int8']})" if cell["ratio_int8"] else "none of the sizes"
             lines.append(f"- {VARIANT_LABELS[variant]}: float32 {f32}; int8 {int8}")
         teacher = next(r for r in rows if r["task"] == task and r["variant"] == "teacher")
-        if teacher["accuracy"] <= b["majority_rate"] + _binomial_se(b["majority_rate"], n):
+        if learned_nothing(teacher["accuracy"], b["majority_rate"], n):
             lines += ["", f"**The teacher is at the majority rate ({b['majority_rate']:.3f}) on this task: it learned "
                       "nothing a student could keep, so the 90% rule above measures nothing here.**"]
         lines += ["", f"± is the binomial standard error of one accuracy on {n} examples (one seed). "
@@ -315,7 +316,6 @@ def _report(cfg: MixedVocabExperimentConfig, rows: list[dict[str, Any]], best: d
 def run_mixed_vocab_experiment(cfg: MixedVocabExperimentConfig, out: pathlib.Path, quiet: bool = False,
                                quick: bool = False) -> dict[str, Any]:
     """The whole experiment; see the module docstring."""
-    from jaxcompress.runners.cap import check_task_names, task_baselines
     from jaxcompress.workflows.mixed_vocab import parse_size
 
     start = time.perf_counter()
