@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxcompress.errors import ConfigError
-from jaxcompress.runners.cap import QUICK, aggregate, run_cap_experiment, runs, settings_for, trend
+from jaxcompress.runners.cap import QUICK, aggregate, learned_nothing, run_cap_experiment, runs, settings_for, trend
 
 
 def test_grid_holds_every_cell_and_the_ablation():
@@ -55,3 +55,9 @@ def test_unknown_task_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="tasks must be among topic, pair"):
         run_cap_experiment(cfg, tmp_path / "out", quiet=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_within_one_standard_error_of_the_majority_rate_learned_nothing():
+    # Majority 0.593 on 290 examples: one binomial standard error is 0.0288.
+    assert learned_nothing(0.414, 0.593, 290) and learned_nothing(0.62, 0.593, 290)
+    assert not learned_nothing(0.63, 0.593, 290) and not learned_nothing(0.714, 0.191, 325)
