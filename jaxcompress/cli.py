@@ -223,7 +223,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     print(markdown_table([report]), end="")
     for step in report["history"]:
         if "measured_sparsity" in step:
-            print(f"{step['method']}: measured sparsity {step['measured_sparsity']:.4f} (target {step['sparsity']})")
+            target = ("set by threshold and soft_l1" if step.get("pruner") == "soft_movement"
+                      else f"target {step['sparsity']}")
+            print(f"{step['method']}: measured sparsity {step['measured_sparsity']:.4f} ({target})")
     return 0
 
 

@@ -125,12 +125,18 @@ class Pruner:
 
 
 class PruneState(NamedTuple):
-    """Optimiser state of :func:`wrap`: masks and scores mirror the params (None: not pruned)."""
+    """Optimiser state of :func:`wrap`: masks and scores mirror the params (None: not pruned).
+
+    ``shadow`` (soft movement only, else None) holds the last value of every pruned weight: the
+    stored weight is zero while masked, but soft movement scores it with its dense value and
+    gives it back when its score rises above the threshold again.
+    """
 
     inner: Any
     masks: Any
     scores: Any
     count: jax.Array
+    shadow: Any = None
 
 
 def wrap(tx: optax.GradientTransformation, pruner: Pruner,
@@ -146,27 +152,32 @@ def wrap(tx: optax.GradientTransformation, pruner: Pruner,
     schedule = pruner.sparsity_schedule()
     include, exclude = pruner.rules()
     inner = optax.with_extra_args_support(tx)
+    soft = pruner.method == "soft_movement"
 
     def init(params: Any) -> PruneState:
         selection = select(params, include, exclude, field="prune.include")
         masks = M.ones_like_selected(params, selection)
         scores = (M.tree_map_masked(lambda _, p: jnp.zeros(p.shape, jnp.float32), masks, params)
                   if pruner.uses_scores else None)
-        return PruneState(inner.init(params), masks, scores, jnp.zeros((), jnp.int32))
+        shadow = M.tree_map_masked(lambda _, p: p, masks, params) if soft else None
+        return PruneState(inner.init(params), masks, scores, jnp.zeros((), jnp.int32), shadow)
 
     def update(grads: Any, state: PruneState, params: Any = None, **extra: Any) -> tuple[Any, PruneState]:
         if params is None:
             raise ValueError("the pruning wrapper needs params: call tx.update(grads, state, params)")
         updates, inner_state = inner.update(grads, state.inner, params, **extra)
         scores = state.scores
+        # The dense weights W: the stored ones, and for soft movement the shadow values of the masked ones.
+        dense = (M.tree_map_masked(lambda m, p, w: jnp.where(m, p, w), state.masks, params, state.shadow)
+                 if soft else params)
         if pruner.uses_scores:
             # dL/dS under a straight-through mask is dL/dW' * W; descending it
             # accumulates -grad * w (movement), minus soft movement's L1 pull.
-            def accumulate(_, s, g, p):
+            def accumulate(_, s, g, w):
                 pull = pruner.soft_l1 * jax.nn.sigmoid(s) * (1 - jax.nn.sigmoid(s))
-                return s - g.astype(jnp.float32) * p.astype(jnp.float32) - pull
+                return s - g.astype(jnp.float32) * w.astype(jnp.float32) - pull
 
-            scores = M.tree_map_masked(accumulate, state.masks, scores, grads, params)
+            scores = M.tree_map_masked(accumulate, state.masks, scores, grads, dense)
 
         def recompute() -> Any:
             if pruner.method == "magnitude":  # of the weights this update produces
@@ -185,7 +196,14 @@ def wrap(tx: optax.GradientTransformation, pruner: Pruner,
         # Pruned weights end the step at exactly zero.
         updates = jax.tree.map(lambda u, p, m: u if m is None else jnp.where(m, u, -p),
                                updates, params, masks, is_leaf=lambda x: x is None)
-        return updates, PruneState(inner_state, masks, scores, state.count + 1)
+        shadow = None
+        if soft:
+            # A weight unmasked this step comes back at its shadow value; masked ones keep theirs.
+            updates = jax.tree.map(
+                lambda u, p, old, new, w: u if new is None else jnp.where(new & ~old, w - p, u),
+                updates, params, state.masks, masks, dense, is_leaf=lambda x: x is None)
+            shadow = dense
+        return updates, PruneState(inner_state, masks, scores, state.count + 1, shadow)
 
     return optax.GradientTransformationExtraArgs(init, update)
 

@@ -180,6 +180,36 @@ def test_movement_scores_accumulate_minus_grad_times_weight():
     np.testing.assert_allclose(np.asarray(state.scores["w"]), expected, rtol=1e-5)
 
 
+def test_soft_movement_scores_a_masked_weight_by_its_dense_value_and_can_give_it_back():
+    # lr 0: only the pruner moves the weights. Step 1 masks w0 (score -1); step 2's gradient lifts
+    # its score, computed with w0's dense value 1.0 (not the stored 0), back over the threshold.
+    tx = wrap(optax.sgd(0.0), Pruner("soft_movement", schedule="one_shot", threshold=0.0))
+    params = {"w": jnp.asarray([[1.0, 2.0]])}  # kernels (2-D leaves) are what the pruner selects
+    state = tx.init(params)
+    for grads, kept, weights, scores in (([[1.0, -1.0]], [[False, True]], [[0.0, 2.0]], [[-1.0, 2.0]]),
+                                         ([[-3.0, 0.0]], [[True, True]], [[1.0, 2.0]], [[2.0, 2.0]])):
+        updates, state = tx.update({"w": jnp.asarray(grads)}, state, params)
+        params = optax.apply_updates(params, updates)
+        np.testing.assert_array_equal(np.asarray(state.masks["w"]), kept)
+        np.testing.assert_allclose(np.asarray(params["w"]), weights)
+        np.testing.assert_allclose(np.asarray(state.scores["w"]), scores)
+
+
+def test_soft_movement_l1_pull_prunes_more():
+    def sparsity(l1: float) -> float:
+        tx = wrap(optax.sgd(0.05), Pruner("soft_movement", schedule="one_shot", threshold=0.0, soft_l1=l1))
+        params = {"w": jnp.asarray(RNG.normal(size=(16, 16)).astype(np.float32))}
+        target = jnp.asarray(np.random.default_rng(5).normal(size=(16, 16)).astype(np.float32))
+        state = tx.init(params)
+        for _ in range(30):
+            updates, state = tx.update({"w": params["w"] - target}, state, params)
+            params = optax.apply_updates(params, updates)
+        return float(1 - np.asarray(state.masks["w"]).mean())
+
+    low, high = sparsity(0.0), sparsity(0.5)
+    assert 0.0 < low < high < 1.0, (low, high)
+
+
 def test_pruning_inside_the_loop_on_a_sharded_mesh(tmp_path):
     from jaxcompress.configlib import apply_overrides
     from jaxcompress.configs import get_preset
