@@ -11,7 +11,9 @@ implementation, in one process:
   calls after warm-up, the implementations timed in turns so machine noise
   hits both alike;
 * peak memory of the compiled train step from XLA's ``memory_analysis()``
-  (arguments + outputs + temporaries - aliased donations).
+  (arguments + outputs + temporaries - aliased donations), and those parts in
+  the JSON (``train_temp_mib`` is what the step itself allocates: gradients,
+  saved activations, optimiser intermediates).
 
 The loss is the mean square of the sequence output plus the pooled output
 (the encoder only; heads would be the same code in both).
@@ -111,12 +113,15 @@ def _compile(fn: Callable, *args, donate: tuple[int, ...] = ()) -> tuple[Any, fl
     return compiled, time.perf_counter() - start
 
 
-def _peak_bytes(compiled: Any) -> float:
+def _memory_mib(compiled: Any) -> dict[str, float]:
+    """XLA's memory analysis of ``compiled`` in MiB: its parts and the peak (arguments + outputs +
+    temporaries - outputs aliased to donated arguments)."""
     stats = compiled.memory_analysis()
     if stats is None:
-        return float("nan")
-    return float(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-                 - stats.alias_size_in_bytes)
+        return {"peak": float("nan")}
+    parts = {part: getattr(stats, f"{part}_size_in_bytes") / 2 ** 20
+             for part in ("argument", "output", "temp", "alias")}
+    return {"peak": parts["argument"] + parts["output"] + parts["temp"] - parts["alias"], **parts}
 
 
 def _warm_up_compiler() -> None:
@@ -188,7 +193,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             train, train_compile = _compile(step, params, opt_state, ids, types, mask, donate=(0, 1))
             compiled[name] = {"fwd": fwd, "train": train, "params": params, "opt_state": opt_state,
                               "fwd_compile_s": fwd_compile, "train_compile_s": train_compile,
-                              "peak_bytes": _peak_bytes(train), "fwd_s": [], "train_s": []}
+                              "memory_mib": _memory_mib(train), "fwd_s": [], "train_s": []}
             print(f"  {family}/{name}: compiled forward in {fwd_compile:.2f} s, train step in "
                   f"{train_compile:.2f} s", file=sys.stderr)
         # Same function: check before timing.
@@ -215,7 +220,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                          "fwd_tokens_per_s": tokens / statistics.median(c["fwd_s"]),
                          "train_tokens_per_s": tokens / train_s,
                          "model_flops_per_step": model_flops, "mfu_vs_sgemm": model_flops / train_s / sgemm,
-                         "train_peak_mib": c["peak_bytes"] / 2 ** 20})
+                         "train_peak_mib": c["memory_mib"]["peak"],
+                         **{f"train_{part}_mib": mib for part, mib in c["memory_mib"].items() if part != "peak"}})
     return rows
 
 

@@ -62,6 +62,10 @@ class DataConfig:
     data_dir: str = option("", help="TFDS data directory; '' uses $JAXCOMPRESS_DATA_DIR or the user cache")
     train_rows: str = option("", help="JSON file of row indices of train_split to train on (a labelled subset, "
                              "as in active learning); '' trains on every row")
+    device_prefetch: int = option(8, help="train batches put on the devices in one transfer, ahead of the "
+                                  "steps that use them (one step per call still; capped at 64 MiB of this "
+                                  "process's rows); with steps_per_call > 1 each call's batches are the transfer",
+                                  min=1)
 
 
 @dataclasses.dataclass

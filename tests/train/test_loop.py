@@ -39,14 +39,16 @@ def test_tiny_run_writes_everything_and_learns(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["name"] == "digits-mlp-tiny"
 
 
-def test_several_steps_per_call_train_the_same_model(tmp_path):
-    """A scan over 4 batches per call gives the single-step run's losses, checkpoints and parameters; logs,
-    evaluations and checkpoints still land on their steps (calls are cut short before them)."""
+@pytest.mark.parametrize("variant", ["steps_per_call=4", "data.device_prefetch=4"])
+def test_batched_calls_and_transfers_train_the_same_model(tmp_path, variant):
+    """A scan over 4 batches per call, or blocks of 4 batches per transfer (a partial block at the end), give
+    the one-batch-at-a-time run's losses, checkpoints and parameters; logs, evaluations and checkpoints
+    still land on their steps (calls are cut short before them)."""
     from jaxcompress.train.checkpoint import restore_params
 
     common = ["steps=23", "log_every=3", "eval_every=10", "checkpoint_every=10"]
-    train(tiny(*common), tmp_path / "one", quiet=True)
-    many = train(tiny(*common, "steps_per_call=4"), tmp_path / "many", quiet=True)
+    train(tiny(*common, "data.device_prefetch=1"), tmp_path / "one", quiet=True)
+    many = train(tiny(*common, variant), tmp_path / "many", quiet=True)
     assert many["final_step"] == 23
     by_step = {}
     for name in ("one", "many"):
@@ -62,6 +64,23 @@ def test_several_steps_per_call_train_the_same_model(tmp_path):
         assert saved == [10, 20, 23]
     final_one, final_many = restore_params(tmp_path / "one"), restore_params(tmp_path / "many")
     for a, b in zip(jax.tree.leaves(final_one), jax.tree.leaves(final_many)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_resume_inside_a_transfer_block_trains_the_same_model(tmp_path):
+    """Resuming at step 5 with blocks of 8 (slots 5-7 of the first block, then whole blocks) ends where an
+    uninterrupted one-batch-at-a-time run ends."""
+    import shutil
+
+    from jaxcompress.train.checkpoint import restore_params
+
+    common = ["steps=23", "checkpoint_every=5", "keep_checkpoints=10", "model.dropout=0.1"]
+    train(tiny(*common, "data.device_prefetch=1"), tmp_path / "reference", quiet=True)
+    shutil.copytree(tmp_path / "reference" / "checkpoints" / "5", tmp_path / "resumed" / "checkpoints" / "5")
+    summary = train(tiny(*common, "data.device_prefetch=8"), tmp_path / "resumed", quiet=True)
+    assert summary["resumed_from_step"] == 5
+    reference, resumed = restore_params(tmp_path / "reference"), restore_params(tmp_path / "resumed")
+    for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(resumed)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
 
 
