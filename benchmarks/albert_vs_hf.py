@@ -260,7 +260,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     parser.add_argument("--unroll", type=int, default=1, help="our model.scan_unroll (layers per scan iteration)")
-    parser.add_argument("--remat", nargs="+", default=["none", "dots"], choices=sorted(REMAT_POLICIES),
+    parser.add_argument("--remat", nargs="+", default=["none", "dots_no_batch"], choices=sorted(REMAT_POLICIES),
                         help="our model.remat policies, one row each")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)

@@ -2,18 +2,21 @@
 
 Both train the same MLP on the same digits batches with the same optimiser.
 The bare loop keeps the whole dataset in memory and does nothing but step;
-ours also reads each batch from the array_record files (in a prefetch thread),
-assembles global sharded arrays, logs metrics and keeps checkpoints off.
-Steady-state time per step is measured after a warm-up, in one run, and
-printed side by side with the ratio.
+ours also reads each batch from the array_record files (in a prefetch thread
+that puts ``data.device_prefetch`` steps' batches on the device at a time),
+sums metrics on the device and logs them, with checkpoints off.
+Steady-state time per step is measured after a warm-up; the bare loop and ours
+take turns ``--repeats`` times in one process (a step this small makes single
+timings swing with scheduling noise) and the ratio is of the medians.
 
-Run: python benchmarks/loop_overhead.py [--steps 600] [--steps-per-call 1 8] [--json [PATH]]
+Run: python benchmarks/loop_overhead.py [--steps 600] [--repeats 5] [--steps-per-call 1 8] [--json [PATH]]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 
@@ -96,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5, help="timings of each loop, taken in turns")
     parser.add_argument("--steps-per-call", type=int, nargs="+", default=[1, 8], metavar="K",
                         help="ours at each of these steps_per_call settings (one row each)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
@@ -109,18 +113,27 @@ def main() -> None:
         config = apply_overrides(get_preset("digits-mlp"), [
             f"steps={args.warmup + args.steps}", f"log_every={args.warmup}", "eval_every=0",
             "checkpoint_every=0", "data.eval_split=", f"data.batch_size={batch}", f"model.hidden_sizes={hidden}"])
-        bare = bare_loop_step_time(config, args.warmup, args.steps)
-        for per_call in args.steps_per_call:
-            ours = our_loop_step_time(apply_overrides(config, [f"steps_per_call={per_call}"]), args.warmup,
-                                      args.steps)
+        bare_s: list[float] = []
+        ours_s: dict[int, list[float]] = {per_call: [] for per_call in args.steps_per_call}
+        for _ in range(args.repeats):
+            bare_s.append(bare_loop_step_time(config, args.warmup, args.steps))
+            for per_call in args.steps_per_call:
+                ours_s[per_call].append(our_loop_step_time(
+                    apply_overrides(config, [f"steps_per_call={per_call}"]), args.warmup, args.steps))
+        bare = statistics.median(bare_s)
+        for per_call, samples in ours_s.items():
+            ours = statistics.median(samples)
             rows.append({"devices": jax.device_count(), "batch": batch, "hidden": hidden, "steps": args.steps,
-                         "steps_per_call": per_call, "bare_ms_per_step": bare * 1e3,
-                         "ours_ms_per_step": ours * 1e3, "ratio_ours_over_bare": ours / bare})
+                         "steps_per_call": per_call, "repeats": args.repeats, "bare_ms_per_step": bare * 1e3,
+                         "ours_ms_per_step": ours * 1e3, "ratio_ours_over_bare": ours / bare,
+                         "bare_ms_samples": [t * 1e3 for t in bare_s],
+                         "ours_ms_samples": [t * 1e3 for t in samples]})
     if args.json == "-":
         _write_json(rows, "-")
         return
     if args.json:
         _write_json(rows, args.json)
+    print(f"medians of {args.repeats} turns each")
     print("| devices | batch | hidden | steps_per_call | bare jit loop (ms/step) | jaxcompress.train (ms/step) "
           "| ratio |")
     print("|---|---|---|---|---|---|---|")

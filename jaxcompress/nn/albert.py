@@ -87,10 +87,12 @@ class AlbertConfig:
     layer_norm_eps: float = option(1e-12, help="LayerNorm epsilon", min=0.0, min_exclusive=True)
     initializer_range: float = option(0.02, help="std of the normal weight initialiser", min=0.0,
                                       min_exclusive=True)
-    # "dots" by measurement (benchmarks/albert_vs_hf.py at ALBERT-base on CPU): the scanned backward of "none"
-    # stacks every elementwise intermediate of every layer; keeping only matmul outputs halves peak memory
-    # (0.63x the reference's vs 1.42x) and is no slower.
-    remat: str = option("dots", help="rematerialisation policy of each layer", choices=tuple(REMAT_POLICIES))
+    # "dots_no_batch" by measurement (benchmarks/albert_vs_hf.py, ALBERT-base and BERT-base on CPU): the scanned
+    # backward of "none" stacks every elementwise intermediate of every layer; keeping only the projections'
+    # outputs (not the attention scores and context, whose einsums have batch dimensions and cost 2.7% of the
+    # FLOPs to redo) gives the lowest peak memory at the same throughput as keeping every matmul output.
+    remat: str = option("dots_no_batch", help="rematerialisation policy of each layer",
+                        choices=tuple(REMAT_POLICIES))
     dtype: str = option("float32", help="computation dtype (parameters stay float32)", choices=tuple(DTYPES))
     scan_unroll: int = option(1, help="layers per scan iteration: 1 compiles one layer body (fastest "
                                       "compile); num_layers unrolls the stack", min=1)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxcompress.nn.transformer import (
+    REMAT_POLICIES,
     SelfAttention,
     StackSpec,
     TransformerBlock,
@@ -130,7 +131,7 @@ def test_unrolled_scan_matches_python_loop_of_blocks(unroll):
     np.testing.assert_allclose(got, _loop_reference(spec, mask)(params, x), atol=1e-5)
 
 
-def test_scan_gradients_match_python_loop_with_and_without_remat():
+def test_scan_gradients_match_python_loop_under_every_remat_policy():
     """A shared parameter accumulates every layer's gradient; a stacked one gets its own layer's."""
     spec = _spec("attention")
     x, mask = _inputs()
@@ -138,7 +139,7 @@ def test_scan_gradients_match_python_loop_with_and_without_remat():
     params = _random_params(stack, x, mask)
     loop = _loop_reference(spec, mask, jit_block=False)
     g_loop = jax.jit(jax.grad(lambda p: (loop(p, x) ** 2).sum()))(params)
-    for remat in ("none", "full"):
+    for remat in REMAT_POLICIES:
         stack = layer_stack(_spec("attention", remat=remat))
         g_scan = jax.jit(jax.grad(lambda p: (stack.apply({"params": p}, x, mask) ** 2).sum()))(params)
         assert jax.tree.structure(g_scan) == jax.tree.structure(g_loop)
