@@ -112,6 +112,18 @@ def test_params_and_optimizer_state_are_really_sharded():
     assert {s.data.shape[0] for s in batch["input"].addressable_shards} == {8}
 
 
+def test_metric_sums_add_up_each_steps_metrics():
+    steps, source, task = _steps_for(tiny())
+    batches = [steps.global_batch(task.prepare_batch(data_lib.train_batch(source, s, 32, 0))) for s in (0, 1)]
+    state, first = steps.train(steps.init(), batches[0])
+    _, second = steps.train(state, batches[1])
+    state, sums = steps.train(steps.init(), batches[0])
+    _, sums = steps.train(state, batches[1], sums)
+    assert set(sums) == set(first) >= {"loss", "grad_norm", "learning_rate"}
+    for name in sums:
+        np.testing.assert_allclose(sums[name], first[name] + second[name], rtol=1e-6)
+
+
 def test_restore_onto_a_different_mesh(tmp_path):
     saved_steps, _, _ = _steps_for(tiny())  # data=8
     state = saved_steps.init()
