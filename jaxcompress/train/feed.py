@@ -13,8 +13,8 @@ Blocks cut the per-step host work of small, fast steps to a dispatch: one
 transfer every ``block`` steps instead of every step.
 
 References:
-  Abadi et al., "TensorFlow: A system for large-scale machine learning", OSDI
-  2016 (input pipelines that prefetch to the device).
+  Murray et al., "tf.data: A Machine Learning Data Processing Framework",
+  VLDB 2021 (prefetching input ahead of the accelerator).
 """
 
 from __future__ import annotations
